@@ -1,0 +1,39 @@
+# Set-up and entry points of the study. `make book` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv book chapters html test chromium clean
+
+venv: $(STAMP)
+
+# torch first and alone: 2.13.0 is a local CPU wheel; a looser pin would pull CUDA packages.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+chromium:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+chapters: venv
+	$(PY) -m saesteer.pipeline
+
+html: venv
+	$(VENV)/bin/jupyter-book build . --toc book/_toc.yml --path-output book -W -n --keep-going
+
+book: chapters html
+	@echo "Book: book/_build/html/index.html"
+
+test: venv chromium
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf book/_build book/.partial
