@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -18,7 +19,18 @@ def repo_root() -> Path:
 
 
 def results_dir(setting: str, chapter: str) -> Path:
-    """``data/results/<setting>/<chapter>/``, created if missing."""
-    folder = repo_root() / "data" / "results" / setting / chapter
+    """``data/results/<setting>/<chapter>/``, created if missing.
+
+    ``SAESTEER_RESULTS`` moves the results root elsewhere (tests use it to keep ``data/`` clean).
+    """
+    root = Path(os.environ.get("SAESTEER_RESULTS") or repo_root() / "data" / "results")
+    folder = root / setting / chapter
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def shown(path: Path) -> str:
+    """A path as a reader should see it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    root = repo_root().resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)

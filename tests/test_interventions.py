@@ -1,0 +1,148 @@
+"""nnsight interventions: exact splice, each edit against an independent torch-hook reference, generation."""
+
+import pytest
+import torch
+
+from saesteer import hooks
+from saesteer.hooks import POSITIONS, Site
+from saesteer.interventions import AddVector, Clamp, Scale, batches, forward_with_edits, generate_with_edits
+
+from conftest import PROMPTS
+
+
+def _vector(seed=1, scale=4.0):
+    return torch.randn(32, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def _reference(model, prompts, additions: dict, new_tokens=0):
+    """Plain transformers + torch forward hooks that add ``additions[site]`` (the reference, no nnsight)."""
+    base = model._module
+    handles = []
+    for site, vector in additions.items():
+        add = lambda module, inputs, output, v=vector: output + v  # tensor outputs in transformers 5
+        handles.append(hooks.module_at(base, site).register_forward_hook(add))
+    batch = model.tokenizer(list(prompts), padding=True, return_tensors="pt")
+    try:
+        with torch.no_grad():
+            if new_tokens:
+                out = base.generate(**batch, max_new_tokens=new_tokens, do_sample=False,
+                                    pad_token_id=model.tokenizer.pad_token_id)
+                return out[:, batch["input_ids"].shape[1]:]
+            positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # left padding, as nnsight does
+            return base(**batch, position_ids=positions).logits
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_splice_without_edit_is_exact_everywhere(family_model, sae):
+    family, model = family_model
+    sites = [Site(layer, p) for layer in range(hooks.n_layers(model)) for p in POSITIONS]
+    clean, _ = forward_with_edits(model, PROMPTS)
+    identity = [Scale(site=s, sae=sae, features=list(range(64)), factor=1.0) for s in sites]
+    spliced, _ = forward_with_edits(model, PROMPTS, identity)
+    assert torch.equal(clean, spliced)
+
+
+def test_add_vector_matches_torch_hooks(family_model):
+    family, model = family_model
+    site = Site(1, "resid_post") if family == "gpt2" else Site(0, "mlp_out")
+    edited, _ = forward_with_edits(model, PROMPTS, [AddVector(site=site, vector=_vector(), coeff=1.0)])
+    torch.testing.assert_close(edited, _reference(model, PROMPTS, {site: _vector()}))
+
+
+def test_edits_at_several_layers_at_once_match_torch_hooks(tiny_models):
+    model = tiny_models["gemma2"]
+    additions = {Site(1, "attn_out"): _vector(2), Site(0, "resid_post"): _vector(3)}  # given out of order on purpose
+    edits = [AddVector(site=s, vector=v) for s, v in additions.items()]
+    edited, _ = forward_with_edits(model, PROMPTS, edits)
+    torch.testing.assert_close(edited, _reference(model, PROMPTS, additions))
+
+
+def test_clamp_moves_along_decoder_direction_by_c_minus_z(family_model, sae):
+    family, model = family_model
+    site, feature, value = Site(1, "resid_post"), 5, 7.5
+    _, clean = forward_with_edits(model, PROMPTS, read=[site])
+    _, edited = forward_with_edits(model, PROMPTS, [Clamp(site=site, sae=sae, features=[feature], value=value)], read=[site])
+    z = sae.encode(clean[site])[..., feature]
+    expected = clean[site] + (value - z)[..., None] * sae.W_dec[feature]
+    torch.testing.assert_close(edited[site], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_clamp_several_features_to_own_values(tiny_models, sae):
+    model, site = tiny_models["phi3"], Site(0)
+    _, clean = forward_with_edits(model, PROMPTS, read=[site])
+    edit = Clamp(site=site, sae=sae, features=[1, 2], value=[3.0, -1.0])
+    _, edited = forward_with_edits(model, PROMPTS, [edit], read=[site])
+    z = sae.encode(clean[site])
+    expected = clean[site] + (3.0 - z[..., 1:2]) * sae.W_dec[1] + (-1.0 - z[..., 2:3]) * sae.W_dec[2]
+    torch.testing.assert_close(edited[site], expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("factor", [0.0, -2.0])
+def test_scale_is_h_plus_r_minus_1_a_d(tiny_models, sae, factor):
+    model, site = tiny_models["llama"], Site(1, "attn_out")
+    _, clean = forward_with_edits(model, PROMPTS, read=[site])
+    z = sae.encode(clean[site])
+    active = int(z.sum(dim=(0, 1)).argmax())  # a feature that is active somewhere
+    _, edited = forward_with_edits(model, PROMPTS, [Scale(site=site, sae=sae, features=[active], factor=factor)], read=[site])
+    expected = clean[site] + (factor - 1) * z[..., active : active + 1] * sae.W_dec[active]
+    torch.testing.assert_close(edited[site], expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(edited[site], clean[site])
+
+
+def test_last_token_edit_leaves_earlier_positions(tiny_models):
+    model, site = tiny_models["gemma2"], Site(0)
+    _, clean = forward_with_edits(model, PROMPTS, read=[site])
+    _, edited = forward_with_edits(model, PROMPTS, [AddVector(site=site, vector=_vector(), tokens="last")], read=[site])
+    assert torch.equal(edited[site][:, :-1], clean[site][:, :-1])
+    torch.testing.assert_close(edited[site][:, -1], clean[site][:, -1] + _vector())
+
+
+def test_generate_edit_reaches_every_token_and_matches_torch_hooks(family_model):
+    family, model = family_model
+    site, n = Site(0, "resid_post"), 6
+    edit = AddVector(site=site, vector=_vector(scale=8.0))
+    steered = generate_with_edits(model, PROMPTS, [edit], max_new_tokens=n, min_new_tokens=n)
+    assert edit.steps_seen == list(range(n))
+    assert torch.equal(steered, _reference(model, PROMPTS, {site: _vector(scale=8.0)}, new_tokens=n))
+
+
+def test_generate_without_edits_matches_plain_generate(tiny_models):
+    model = tiny_models["phi3"]
+    assert torch.equal(generate_with_edits(model, PROMPTS, max_new_tokens=5, min_new_tokens=5),
+                       _reference(model, PROMPTS, {}, new_tokens=5))
+
+
+def test_generate_token_modes(tiny_models, sae):
+    model, site, n = tiny_models["gemma2"], Site(1), 5
+    prompt_only = Clamp(site=site, sae=sae, features=[0], value=20.0, tokens="prompt")
+    generated_only = Clamp(site=site, sae=sae, features=[1], value=20.0, tokens="generated")
+    generate_with_edits(model, PROMPTS, [prompt_only, generated_only], max_new_tokens=n, min_new_tokens=n)
+    assert prompt_only.steps_seen == generated_only.steps_seen == list(range(n))  # both visited every step ...
+    clean = generate_with_edits(model, PROMPTS, max_new_tokens=n, min_new_tokens=n)
+    first_only = generate_with_edits(model, PROMPTS, [AddVector(site=site, vector=_vector(scale=50), tokens="prompt")],
+                                     max_new_tokens=n, min_new_tokens=n)
+    later_only = generate_with_edits(model, PROMPTS, [AddVector(site=site, vector=_vector(scale=50), tokens="generated")],
+                                     max_new_tokens=n, min_new_tokens=n)
+    assert not torch.equal(first_only[:, 0], clean[:, 0])  # ... but a prompt-only edit changes the first token
+    assert torch.equal(later_only[:, 0], clean[:, 0])  # and a generated-only edit cannot
+
+
+def test_bad_token_mode_is_a_clear_error():
+    with pytest.raises(ValueError, match="tokens='every' is not one of all, prompt, generated, last"):
+        AddVector(site=Site(0), vector=torch.zeros(32), tokens="every")
+
+
+def test_batches():
+    assert list(batches(range(5), 2)) == [[0, 1], [2, 3], [4]]
+
+
+def test_fp32_sae_edits_a_bf16_model(sae):
+    from saesteer.models import load_model
+
+    model = load_model("tiny:llama", dtype="bfloat16")
+    edit = Clamp(site=Site(1), sae=sae, features=[3], value=5.0)
+    logits, _ = forward_with_edits(model, PROMPTS, [edit])
+    tokens = generate_with_edits(model, PROMPTS, [edit], max_new_tokens=3, min_new_tokens=3)
+    assert logits.dtype == torch.bfloat16 and tokens.shape == (len(PROMPTS), 3)

@@ -1,0 +1,39 @@
+"""Loading models: nothing touches the network: the guard refuses outside connections, and hub names fail offline, clearly."""
+
+import os
+import socket
+
+import pytest
+
+from conftest import NetworkBlocked
+from saesteer.models import load_model
+
+
+def test_hub_is_offline_and_outside_connections_are_refused():
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    with pytest.raises(NetworkBlocked):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)
+
+
+def test_hub_model_name_fails_offline_with_a_clear_message():
+    with pytest.raises(FileNotFoundError, match=r"'google/gemma-2-2b' is neither a local directory nor in the Hugging Face cache \(HF_HUB_OFFLINE=1 is set\)"):
+        load_model("google/gemma-2-2b")
+
+
+def test_local_directory_loads_without_network(tmp_path, tiny_models):
+    model = tiny_models["phi3"]
+    model._module.save_pretrained(tmp_path)
+    model.tokenizer.save_pretrained(tmp_path)
+    reloaded = load_model(str(tmp_path))
+    assert reloaded.config.model_type == "phi3"
+    assert reloaded.tokenizer("w1 w2")["input_ids"] == model.tokenizer("w1 w2")["input_ids"]
+
+
+def test_dtype_and_device_parameters():
+    model = load_model("tiny:gemma2", device="cpu", dtype="bfloat16")
+    assert next(model._module.parameters()).dtype.is_floating_point
+    assert str(next(model._module.parameters()).dtype) == "torch.bfloat16"
+    with pytest.raises(ValueError, match="dtype 'float64' is not one of float32, bfloat16, float16"):
+        load_model("tiny:gemma2", dtype="float64")
+    with pytest.raises(ValueError, match="Tiny family 'mamba' is not one of gemma2, phi3, llama, gpt2"):
+        load_model("tiny:mamba")

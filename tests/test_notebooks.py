@@ -1,0 +1,95 @@
+"""Notebooks through papermill with parameter files, then nbval; the pipeline's checks; the book's notebooks."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+import yaml
+
+from saesteer import methods, pipeline
+from saesteer.params import ParameterError
+
+ROOT = Path(__file__).resolve().parents[1]
+SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
+
+
+@pytest.fixture(autouse=True)
+def results_in_tmp(tmp_path, monkeypatch):
+    """Notebooks run by tests write their results under tmp, not into data/."""
+    monkeypatch.setenv("SAESTEER_RESULTS", str(tmp_path / "results"))
+
+
+def nbval(*notebooks: Path) -> subprocess.CompletedProcess:
+    """Re-execute notebooks with nbval and compare every output with the stored one."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
+           "--nbval-sanitize-with", str(SANITIZE), *map(str, notebooks)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+
+
+def test_methods_notebook_runs_with_a_parameter_file_and_validates(tmp_path):
+    param_file = tmp_path / "two.yaml"
+    param_file.write_text(yaml.safe_dump({"setting": "pytest", "families": ["gemma2", "gpt2"], "layer": 0,
+                                          "clamp_values": [0.0, 4.0], "n_new_tokens": 4}))
+    out = tmp_path / "methods.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "methods.ipynb"), str(out),
+                               parameters=yaml.safe_load(param_file.read_text()), cwd=str(ROOT / "book"),
+                               kernel_name="python3", progress_bar=False)
+    saved = json.loads((tmp_path / "results" / "pytest" / "methods" / "results.json").read_text())
+    assert saved["params"]["families"] == ["gemma2", "gpt2"] and saved["params"]["layer"] == 0
+    assert saved["results"]["splice_max_logit_error"] == {"gemma2": 0.0, "gpt2": 0.0}
+    assert saved["results"]["generation_edited_steps"] == {"gemma2": 4, "gpt2": 4}
+    run = nbval(out)
+    assert run.returncode == 0, run.stdout[-3000:]
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"layer": 5}, "Parameter 'layer' must be an integer from 0 to 1; got 5."),
+    ({"position": "resid"}, "Parameter 'position' must be one of 'attn_out', 'mlp_out', 'resid_post'; got 'resid'."),
+    ({"feature": 64}, "Parameter 'feature' must be an integer from 0 to 63; got 64."),
+])
+def test_bad_parameter_stops_the_notebook_with_one_sentence(tmp_path, override, message):
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(ROOT / "notebooks" / "methods.ipynb"), str(tmp_path / "bad.ipynb"),
+                                   parameters={"families": ["gpt2"], **override}, cwd=str(ROOT / "book"),
+                                   kernel_name="python3", progress_bar=False)
+    assert err.value.ename == "ParameterError" and err.value.evalue == message
+
+
+def test_notebook_parameters_match_their_declared_specs():
+    declared = set(papermill.inspect_notebook(str(ROOT / "notebooks" / "methods.ipynb")))
+    assert declared == set(methods.PARAMS)
+
+
+def test_every_parameter_file_fits_its_notebook():
+    files = sorted((ROOT / "notebooks" / "params").glob("*/*.yaml"))
+    assert files
+    for param_file in files:
+        pipeline.check_param_file(ROOT / "notebooks" / f"{param_file.parent.name}.ipynb", param_file)
+
+
+def test_pipeline_rejects_unknown_parameter_keys(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("layer: 1\nlayr: 2\n")
+    with pytest.raises(ParameterError, match="bad.yaml: unknown parameter 'layr' for methods.ipynb"):
+        pipeline.check_param_file(ROOT / "notebooks" / "methods.ipynb", bad)
+
+
+def test_book_notebooks_are_current_with_their_sources():
+    """Each executed chapter in book/ was produced from today's notebook, parameter file and library."""
+    for name, param_file in pipeline.chapters(ROOT).items():
+        expected = pipeline.stamp(ROOT, ROOT / "notebooks" / f"{name}.ipynb", param_file)
+        assert pipeline.is_current(ROOT / "book" / f"{name}.ipynb", expected), (
+            f"book/{name}.ipynb is stale: run `python -m saesteer.pipeline --only {name}`")
+
+
+def test_book_notebooks_validate_with_nbval():
+    notebooks = [ROOT / "book" / f"{name}.ipynb" for name in pipeline.chapters(ROOT)]
+    assert all(nb.is_file() for nb in notebooks)
+    assert all(nbformat.read(nb, as_version=4).cells for nb in notebooks)
+    run = nbval(*notebooks)
+    assert run.returncode == 0, run.stdout[-3000:]
