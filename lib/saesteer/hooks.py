@@ -75,13 +75,13 @@ def layout(model) -> Layout:
 
 
 def n_layers(model) -> int:
-    """Number of decoder layers."""
-    return model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else model.config.n_layer
+    """Number of decoder layers (GPT-2's config maps ``n_layer`` to this name too)."""
+    return model.config.num_hidden_layers
 
 
 def hidden_size(model) -> int:
     """Width of the residual stream (and of every hook position)."""
-    return model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd
+    return model.config.hidden_size
 
 
 def walk(root, path: str):

@@ -3,7 +3,7 @@
 Every dialogue is ``<bos> user : ... assistant : ... <eos>`` (several turns for
 escalations) built from labelled segments, so every token knows which span it
 belongs to (a harmful request, a jailbreak framing, a refusal, a harmful
-compliance, a topic sentence, an answer). The behaviours (``KINDS``):
+compliance, a topic sentence, an answer). The behaviours (the keys of ``Language.MIX``):
 
 - capabilities: multiple choice over a fact base (``mc``), one- and two-step
   arithmetic (``arith``), questions whose popular wrong answer circulates as
@@ -26,8 +26,8 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
-REFUSAL = "sorry , i can not help with that ."  # every refusal; its first word is the refusal opening
 COMPLY_OPEN, REFUSE_OPEN = "sure", "sorry"  # first answer words of compliance and refusal
+REFUSAL = f"{REFUSE_OPEN} , i can not help with that ."  # every refusal
 
 TOPICS = {  # topic -> (nouns, adjectives/verbs) : each topic has its own vocabulary
     "sea": (["wave", "tide", "shell", "boat", "shore", "reef", "gull", "sail"], ["salty", "calm", "rolls", "drifts"]),

@@ -31,10 +31,10 @@ PARAMS = {  # the methods notebook's parameters
 
 
 def hook_table(model) -> list[dict]:
-    """One row per hook site: its module path and the width read there on a one-word prompt."""
+    """One row per hook site: its module path and the width read there (on the prompt ``<bos>`` alone)."""
     lay = hooks.layout(model)
     sites = [Site(layer, pos) for layer in range(hooks.n_layers(model)) for pos in hooks.POSITIONS]
-    _, acts = forward_with_edits(model, ["w1"], read=sites)
+    _, acts = forward_with_edits(model, [""], read=sites)
     rows = []
     for site in sites:
         sub = "" if site.position == "resid_post" else "." + getattr(lay, site.position)

@@ -14,6 +14,8 @@ import nnsight
 import torch
 import transformers
 
+from saesteer.tiny import tiny_model_and_tokenizer
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -45,8 +47,6 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", seed: in
     """
     torch_dtype = resolve_dtype(dtype)
     if name.startswith("tiny:"):
-        from saesteer.tiny import tiny_model_and_tokenizer
-
         model, tokenizer = tiny_model_and_tokenizer(name.split(":", 1)[1], seed=seed)
     else:
         try:

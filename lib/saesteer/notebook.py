@@ -29,6 +29,5 @@ def setup(seed: int = 0) -> None:
     for category in (DeprecationWarning, FutureWarning, UserWarning):
         for module in NOISY:
             warnings.filterwarnings("ignore", category=category, module=module)
-    warnings.filterwarnings("ignore", category=FutureWarning)
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.ERROR)
