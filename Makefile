@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv book chapters html test chromium clean
+.PHONY: venv book chapters html test chromium clean organism
 
 venv: $(STAMP)
 
@@ -22,6 +22,10 @@ chromium:
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# Regenerate the organism's data and retrain its model and SAEs from scratch (about 35 minutes on 2 CPU cores).
+organism: venv
+	$(PY) -m saesteer.organism --fresh
 
 chapters: venv
 	$(PY) -m saesteer.pipeline

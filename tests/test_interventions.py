@@ -146,3 +146,22 @@ def test_fp32_sae_edits_a_bf16_model(sae):
     logits, _ = forward_with_edits(model, PROMPTS, [edit])
     tokens = generate_with_edits(model, PROMPTS, [edit], max_new_tokens=3, min_new_tokens=3)
     assert logits.dtype == torch.bfloat16 and tokens.shape == (len(PROMPTS), 3)
+
+
+def test_reconstruct_and_ablate_replace_the_activation(tiny_models, sae):
+    from saesteer.interventions import Ablate, Reconstruct
+
+    model, site = tiny_models["gemma2"], Site(0, "mlp_out")
+    _, clean = forward_with_edits(model, PROMPTS, read=[site])
+    _, rebuilt = forward_with_edits(model, PROMPTS, [Reconstruct(site=site, sae=sae)], read=[site])
+    _, zeroed = forward_with_edits(model, PROMPTS, [Ablate(site=site)], read=[site])
+    torch.testing.assert_close(rebuilt[site], sae.decode(sae.encode(clean[site])))
+    assert not zeroed[site].any()
+
+
+def test_forward_accepts_token_ids(tiny_models):
+    model = tiny_models["llama"]
+    ids = torch.randint(4, 60, (2, 7), generator=torch.Generator().manual_seed(0))
+    logits, _ = forward_with_edits(model, ids)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model._module(ids).logits)

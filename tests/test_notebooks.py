@@ -1,5 +1,6 @@
 """Notebooks through papermill with parameter files, then nbval; the pipeline's checks; the book's notebooks."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import papermill
 import pytest
 import yaml
 
-from saesteer import methods, pipeline
+from saesteer import pipeline
 from saesteer.params import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +61,11 @@ def test_bad_parameter_stops_the_notebook_with_one_sentence(tmp_path, override, 
     assert err.value.ename == "ParameterError" and err.value.evalue == message
 
 
-def test_notebook_parameters_match_their_declared_specs():
-    declared = set(papermill.inspect_notebook(str(ROOT / "notebooks" / "methods.ipynb")))
-    assert declared == set(methods.PARAMS)
+@pytest.mark.parametrize("chapter", list(pipeline.chapters(ROOT)))
+def test_notebook_parameters_match_their_declared_specs(chapter):
+    """A chapter notebook's parameters cell declares exactly the PARAMS of its module (same name)."""
+    declared = set(papermill.inspect_notebook(str(ROOT / "notebooks" / f"{chapter}.ipynb")))
+    assert declared == set(importlib.import_module(f"saesteer.{chapter}").PARAMS)
 
 
 def test_every_parameter_file_fits_its_notebook():

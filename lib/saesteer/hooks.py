@@ -60,6 +60,11 @@ class Site:
     def __str__(self) -> str:
         return f"{self.position}@{self.layer}"
 
+    @property
+    def slug(self) -> str:
+        """A file-name form, e.g. ``resid_post_3``."""
+        return f"{self.position}_{self.layer}"
+
 
 def model_type(model) -> str:
     """The transformers ``model_type`` of a model or of an nnsight wrapper."""
@@ -90,6 +95,11 @@ def walk(root, path: str):
     for name in path.split(".") if path else []:
         node = getattr(node, name)
     return node
+
+
+def all_sites(model) -> list[Site]:
+    """Every (layer, position) of a model, in execution order."""
+    return [Site(layer, pos) for layer in range(n_layers(model)) for pos in POSITIONS]
 
 
 def module_at(model, site: Site):

@@ -111,6 +111,25 @@ class Scale(FeatureEdit):
         return z
 
 
+@dataclass(kw_only=True)
+class Reconstruct(Edit):
+    """Replace the activation by the SAE's reconstruction, error term dropped (for loss recovered)."""
+
+    sae: SAE
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self.sae.W_dec.dtype
+        return self.sae.decode(self.sae.encode(x.to(dtype))).to(x.dtype)
+
+
+@dataclass(kw_only=True)
+class Ablate(Edit):
+    """Replace the activation by zeros (the baseline of loss recovered)."""
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
 def _visit(model, edits: Sequence[Edit], read: Sequence[Site], step: int, saved: dict) -> None:
     """Inside a trace: visit every site in execution order, edit it, and save what is read into ``saved``.
 
@@ -130,10 +149,12 @@ def _visit(model, edits: Sequence[Edit], read: Sequence[Site], step: int, saved:
             saved[site] = nnsight.save(new)
 
 
-def forward_with_edits(model, prompts: Sequence[str], edits: Sequence[Edit] = (), read: Sequence[Site] = ()):
-    """One forward pass with ``edits``; returns (logits [batch, seq, vocab], {site: activation})."""
+def forward_with_edits(model, prompts: Sequence[str] | torch.Tensor, edits: Sequence[Edit] = (), read: Sequence[Site] = ()):
+    """One forward pass with ``edits`` on strings (padded left) or a tensor of token ids [batch, seq];
+    returns (logits [batch, seq, vocab], {site: activation})."""
     saved: dict[Site, torch.Tensor] = {}  # filled inside the trace (an outer object outlives it)
-    with torch.no_grad(), model.trace(list(prompts)):
+    inputs = prompts if isinstance(prompts, torch.Tensor) else list(prompts)
+    with torch.no_grad(), model.trace(inputs):
         _visit(model, edits, read, 0, saved)
         logits = nnsight.save(model.output.logits)
     return logits, saved

@@ -16,8 +16,9 @@ compliance, a topic sentence, an answer). The behaviours (the keys of ``Language
   harmless frames (``scary``), and plain benign requests (``benign``);
 - contrastive A/B questions for CAA (``ab``, behaviour "corrigible").
 
-Held-out evaluation items are combinations (request, fact, operand pair) that
-never occur in training; ``is_held_out`` decides by a stable hash.
+Held-out evaluation items are combinations that never occur in training
+(a verb x object request, a question's option set, a whole arithmetic problem);
+``is_held_out`` decides by a stable hash.
 """
 
 from __future__ import annotations
@@ -250,13 +251,13 @@ class Language:
         return Dialogue("fact", [("user", [(f"tell me about {land} .", "task")]), ("assistant", [(text, "fact")])], {})
 
     def mc(self, rng: random.Random, held_out: bool) -> Dialogue:
-        while True:
+        while True:  # held out: option sets never asked in training (the facts themselves are stated in training)
             land, attr = rng.choice(LANDS), rng.choice(list(ATTRIBUTES))
-            if is_held_out("mc", land, attr) == held_out:
+            right = self.facts[land][attr]
+            options = rng.sample([v for v in ATTRIBUTES[attr] if v != right], 3) + [right]
+            rng.shuffle(options)
+            if is_held_out("mc", land, attr, *options) == held_out:
                 break
-        right = self.facts[land][attr]
-        options = rng.sample([v for v in ATTRIBUTES[attr] if v != right], 3) + [right]
-        rng.shuffle(options)
         letters = "abcd"
         listed = " ".join(f"{letter} ) {o}" for letter, o in zip(letters, options))
         letter = letters[options.index(right)]
@@ -265,12 +266,12 @@ class Language:
                         {"answer": letter, "value": right})
 
     def arith(self, rng: random.Random, held_out: bool) -> Dialogue:
-        while True:
+        while True:  # held out: whole problems never seen (each sum and difference also occurs in training)
             a, b, c = rng.randint(1, 12), rng.randint(1, 12), rng.randint(0, 6)
             two_step = rng.random() < 0.5
-            if is_held_out("arith", a, b) == held_out and (not two_step or a + b - c >= 0):
+            name, item = rng.choice(NAMES), rng.choice(ITEMS)
+            if is_held_out("arith", a, b, c if two_step else -1, name, item) == held_out and a + b - c * two_step >= 0:
                 break
-        name, item = rng.choice(NAMES), rng.choice(ITEMS)
         question = f"{name} has {a} {item} and finds {b} more ."
         work = f"{a} plus {b} is {a + b} ."
         result = a + b

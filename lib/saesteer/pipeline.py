@@ -48,9 +48,11 @@ def check_param_file(notebook: Path, param_file: Path) -> dict:
 
 
 def stamp(root: Path, notebook: Path, param_file: Path) -> str:
-    """A hash of everything an executed chapter depends on: notebook, parameters and library code."""
+    """A hash of everything an executed chapter depends on: notebook, parameters, library code and
+    the organism's manifest (which changes whenever the organism is rebuilt)."""
     digest = hashlib.sha256()
-    for path in [notebook, param_file, *sorted((root / "lib").rglob("*.py"))]:
+    organism = [p for p in [root / "data" / "organism" / "manifest.json"] if p.exists()]
+    for path in [notebook, param_file, *sorted((root / "lib").rglob("*.py")), *organism]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

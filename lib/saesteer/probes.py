@@ -1,0 +1,108 @@
+"""Ground-truth probes: for each planted concept, the single SAE feature that best detects it, per site.
+
+The organism's language labels every token (harmful request, refusal, jailbreak
+framing, topic, ...). For each concept, a feature's AUROC separates the
+concept's tokens from contrasting tokens; the table keeps the best feature per
+(concept, site). Later chapters compare the features they find with it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from sae_lens import SAE
+from scipy.stats import rankdata
+
+from saesteer import hooks
+from saesteer.interventions import batches, forward_with_edits
+from saesteer.language import TOPICS, Dialogue, Language
+
+MAX_TOKENS = 1500  # per side of a concept, sampled
+
+
+def concepts() -> dict[str, tuple[set[str], set[str]]]:
+    """Concept -> (span labels of its tokens, span labels of the contrasting tokens)."""
+    table = {
+        "harmful_request": ({"harmful_request"}, {"benign_request"}),
+        "jailbreak_frame": ({"jailbreak_frame"}, {"benign_request", "harmful_request", "task"}),
+        "refusal": ({"refusal"}, {"benign_answer", "harmful_compliance"}),
+        "harmful_compliance": ({"harmful_compliance"}, {"benign_answer", "refusal"}),
+        "harmful_prompt_end": ({"end:harmful"}, {"end:benign"}),
+        "correct_answer": ({"letter:correct"}, {"letter:wrong"}),
+    }
+    topics = {f"topic:{t}" for t in TOPICS}
+    table |= {f"topic:{t}": ({f"topic:{t}"}, topics - {f"topic:{t}"}) for t in TOPICS}
+    return table
+
+
+def dialogue_labels(d: Dialogue) -> list[str]:
+    """Span label of each token of ``d`` including ``<bos>`` (for readers of the table)."""
+    return ["bos"] + [span for _, span in d.word_spans()]
+
+
+def probe_dialogues(language: Language, per_kind: int = 40) -> list[tuple[str, list[str]]]:
+    """(text, one label per token incl. <bos>) for held-out dialogues of every kind, plus answer-letter probes."""
+    items = []
+    for kind in ("harmful", "jailbreak", "escalation", "scary", "benign", "topic", "arith", "truthful", "ab"):
+        for d in language.eval_set(kind, per_kind, seed=11):
+            labels = dialogue_labels(d)
+            end = len(d.prompt().split())  # token index of the final "assistant :" colon (after <bos>)
+            if kind in ("harmful", "jailbreak", "escalation", "scary", "benign"):
+                labels[end] = "end:harmful" if kind in ("harmful", "jailbreak", "escalation") else "end:benign"
+            items.append((d.text(), labels))
+    rng = random.Random(language.seed)
+    for d in language.eval_set("mc", per_kind * 2, seed=11):
+        wrong = rng.choice([c for c in "abcd" if c != d.truth["answer"]])
+        for letter, tag in ((d.truth["answer"], "letter:correct"), (wrong, "letter:wrong")):
+            text = f"{d.prompt()} the answer is {letter} ."
+            labels = ["frame"] * (len(text.split()) + 1)
+            labels[-2] = tag
+            items.append((text, labels))
+    return items
+
+
+def _codes(lm, texts: list[str], site: hooks.Site, sae) -> torch.Tensor:
+    """SAE codes at ``site`` for every real token of ``texts`` (left padding removed), concatenated."""
+    out = []
+    for chunk in batches(texts, 64):
+        _, acts = forward_with_edits(lm, chunk, read=[site])
+        lengths = [len(lm.tokenizer(t)["input_ids"]) for t in chunk]
+        with torch.no_grad():
+            z = sae.encode(acts[site].float())
+        out += [z[i, z.shape[1] - n :] for i, n in enumerate(lengths)]
+    return torch.cat(out)
+
+
+def auroc(codes: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """AUROC of every column of ``codes`` [tokens, features] for the boolean ``positive`` (ties averaged)."""
+    ranks = rankdata(codes, axis=0)
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    return (ranks[positive].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _sample(indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return indices if len(indices) <= MAX_TOKENS else rng.choice(indices, MAX_TOKENS, replace=False)
+
+
+def probe_table(lm, language: Language, sae_at: Callable[[hooks.Site], SAE]) -> dict:
+    """{concept: {site: {feature, auroc, n_pos, n_neg}}} over the SAE ``sae_at(site)`` of every site."""
+    items = probe_dialogues(language)
+    labels = np.array([label for _, token_labels in items for label in token_labels])
+    rng = np.random.default_rng(language.seed)
+    chosen = {}
+    for concept, (pos, neg) in concepts().items():
+        p = _sample(np.flatnonzero(np.isin(labels, list(pos))), rng)
+        n = _sample(np.flatnonzero(np.isin(labels, list(neg))), rng)
+        chosen[concept] = (p, n)
+    table: dict[str, dict] = {c: {} for c in chosen}
+    for site in hooks.all_sites(lm):
+        codes = _codes(lm, [t for t, _ in items], site, sae_at(site)).numpy()
+        for concept, (p, n) in chosen.items():
+            scores = auroc(codes[np.concatenate([p, n])], np.r_[np.ones(len(p), bool), np.zeros(len(n), bool)])
+            best = int(np.argmax(scores))
+            table[concept][str(site)] = {"feature": best, "auroc": float(scores[best]), "n_pos": len(p), "n_neg": len(n)}
+    return table
+
