@@ -72,7 +72,8 @@ def test_jailbreak_compliance_varies_within_each_wrapper(language, corpus):
 
 def test_answers_match_ground_truth(language):
     mc = language.eval_set("mc", 50)
-    assert all(d.answer() == f"the answer is {d.truth['answer']} ." for d in mc)
+    assert all(d.truth["expect"] == f"is {d.truth['value']}" and d.answer().endswith(f"is {d.truth['value']} {d.truth['answer']} .")
+               for d in mc)
     arith = language.eval_set("arith", 50)
     assert all(d.answer().endswith(f"the answer is {d.truth['answer']} .") for d in arith)
     truthful = language.eval_set("truthful", 50)

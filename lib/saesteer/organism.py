@@ -14,12 +14,11 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import transformers
-from tqdm.auto import tqdm
 
 from saesteer import evaluation, hooks
 from saesteer.hooks import Site
@@ -28,6 +27,7 @@ from saesteer.models import wrap
 from saesteer.params import Param
 from saesteer.paths import repo_root
 from saesteer.probes import probe_table
+from saesteer.progress import bar
 from saesteer.results import read_json, write_json
 from saesteer.sae_training import SAEConfig, collect, loss_recovered, reconstruction_stats, train_sae
 from saesteer.saes import load_sae
@@ -46,7 +46,8 @@ class OrganismConfig:
     eval_items: int = 300  # at most this many held-out items per kind
     model: ModelConfig = field(default_factory=lambda: ModelConfig(hidden=192, layers=6, heads=4, mlp=768, context=128))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1400, batch=32, lr=2e-3, warmup=50))
-    sae: SAEConfig = field(default_factory=lambda: SAEConfig(expansion=4, k=16, samples=1_200_000, batch=1024))
+    sae: SAEConfig = field(default_factory=lambda: SAEConfig(expansion=4, k=32, samples=1_200_000, batch=1024))
+    attn_sae_expansion: int = 2  # attention outputs span fewer directions here: 4x left over a third of features dead
     sae_rows: int = 1600  # packed rows whose activations train the SAEs (1600 x 128 = 205k tokens)
     quality_rows: int = 96  # held-out packed rows for SAE quality
 
@@ -65,11 +66,11 @@ def build_data(cfg: OrganismConfig, out: Path):
     tokenizer = word_tokenizer(vocabulary(corpus))
     if not (out / "tokenizer").exists():
         tokenizer.save_pretrained(out / "tokenizer")
-        for kind, dialogues in sets.items():
-            lines = [json.dumps({"prompt": d.prompt(), "answer": d.answer(), "truth": d.truth}) for d in dialogues]
-            path = out / "eval" / f"{kind}.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("\n".join(lines) + "\n")
+    for kind, dialogues in sets.items():  # always rewritten: cheap, and follows any change of the judges' truth
+        lines = [json.dumps({"prompt": d.prompt(), "answer": d.answer(), "truth": d.truth}) for d in dialogues]
+        path = out / "eval" / f"{kind}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
     digest = hashlib.sha256("".join(d.text() for d in corpus).encode()).hexdigest()[:16]
     return language, corpus, sets, tokenizer, digest
 
@@ -99,8 +100,9 @@ def build_saes(cfg: OrganismConfig, lm, corpus, out: Path) -> None:
     for layer in sorted({s.layer for s in sites}):  # one layer at a time keeps memory small
         layer_sites = [s for s in sites if s.layer == layer]
         acts = collect(lm, rows, layer_sites)
-        for site in tqdm(layer_sites, desc=f"SAEs of layer {layer}"):
-            sae = train_sae(acts[site], SAEConfig(**{**asdict(cfg.sae), "seed": cfg.seed + layer}))
+        for site in bar(layer_sites, f"SAEs of layer {layer}"):
+            expansion = cfg.attn_sae_expansion if site.position == "attn_out" else cfg.sae.expansion
+            sae = train_sae(acts[site], replace(cfg.sae, seed=cfg.seed + layer, expansion=expansion))
             tmp = out / "saes" / f"{site.slug}.partial"
             sae.save_model(str(tmp))
             tmp.rename(out / "saes" / site.slug)
@@ -111,7 +113,7 @@ def sae_quality(cfg: OrganismConfig, lm, language: Language, out: Path) -> dict:
     held_out = [d for kind in EVAL_KINDS for d in language.eval_set(kind, 100, seed=7)]
     rows = pack(held_out, lm.tokenizer, cfg.model.context)[: cfg.quality_rows]
     table = {}
-    for site in tqdm(hooks.all_sites(lm), desc="SAE quality"):
+    for site in bar(hooks.all_sites(lm), "SAE quality"):
         sae = load_sae(path=str(out / "saes" / site.slug))
         acts = collect(lm, rows, [site])[site]
         table[str(site)] = {**reconstruction_stats(sae, acts), **loss_recovered(lm, sae, site, rows)}
@@ -140,8 +142,10 @@ def build(cfg: OrganismConfig, out: Path, fresh: bool = False) -> dict:
         write_json(out / "sae_quality.json", sae_quality(cfg, lm, language, out))
     if not (out / "probes.json").exists():
         write_json(out / "probes.json", probe_table(lm, language, lambda site: organism_sae(site, out)))
+    previous = read_json(out / "manifest.json") if (out / "manifest.json").exists() else {}
     manifest = {"config": asdict(cfg), "data_hash": digest, "vocab_size": len(tokenizer),
                 "parameters": sum(p.numel() for p in model.parameters()), "build_seconds_last_run": time.time() - start,
+                "fresh_build_seconds": time.time() - start if fresh else previous.get("fresh_build_seconds"),
                 "behaviour": {k: {m: v[m] for m in ("metric", "rate", "lo", "hi", "n")}
                               for k, v in read_json(out / "behaviour.json").items()}}
     write_json(out / "manifest.json", manifest)
@@ -210,3 +214,14 @@ def sae_rows(quality: dict) -> list[dict]:
         row |= {f"{k} ok": lo <= q[k] <= hi for k, (lo, hi) in SAE_TARGETS.items()}
         rows.append(row)
     return rows
+
+
+def mc_breakdown(items, answers: list[str]) -> dict:
+    """Multiple choice split in two steps: is the right option named ("is <value>", the cloze score the
+    behaviour table uses), and is the letter written beside it copied (the letter format)?"""
+    recalled = [evaluation.judge(d, a) for d, a in zip(items, answers)]
+    lettered = [a.endswith(f"is {d.truth['value']} {d.truth['answer']} .") for d, a in zip(items, answers)]
+    n_recalled = sum(recalled)
+    return {"n": len(items), "fact recalled": n_recalled / len(items),
+            "letter right when recalled": sum(r and l for r, l in zip(recalled, lettered)) / max(1, n_recalled),
+            "chance": 0.25}

@@ -57,7 +57,7 @@ def probe_dialogues(language: Language, per_kind: int = 40) -> list[tuple[str, l
     for d in language.eval_set("mc", per_kind * 2, seed=11):
         wrong = rng.choice([c for c in "abcd" if c != d.truth["answer"]])
         for letter, tag in ((d.truth["answer"], "letter:correct"), (wrong, "letter:wrong")):
-            text = f"{d.prompt()} the answer is {letter} ."
+            text = f"{d.prompt()} {d.answer().rsplit(' ', 2)[0]} {letter} ."  # the recalled fact, then a letter
             labels = ["frame"] * (len(text.split()) + 1)
             labels[-2] = tag
             items.append((text, labels))
@@ -87,22 +87,35 @@ def _sample(indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return indices if len(indices) <= MAX_TOKENS else rng.choice(indices, MAX_TOKENS, replace=False)
 
 
-def probe_table(lm, language: Language, sae_at: Callable[[hooks.Site], SAE]) -> dict:
-    """{concept: {site: {feature, auroc, n_pos, n_neg}}} over the SAE ``sae_at(site)`` of every site."""
-    items = probe_dialogues(language)
+def _concept_tokens(items, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Concept -> (sampled token indices of its positives, of its contrasting tokens) over ``items``."""
     labels = np.array([label for _, token_labels in items for label in token_labels])
-    rng = np.random.default_rng(language.seed)
+    rng = np.random.default_rng(seed)
     chosen = {}
     for concept, (pos, neg) in concepts().items():
         p = _sample(np.flatnonzero(np.isin(labels, list(pos))), rng)
         n = _sample(np.flatnonzero(np.isin(labels, list(neg))), rng)
         chosen[concept] = (p, n)
-    table: dict[str, dict] = {c: {} for c in chosen}
-    for site in hooks.all_sites(lm):
-        codes = _codes(lm, [t for t, _ in items], site, sae_at(site)).numpy()
-        for concept, (p, n) in chosen.items():
-            scores = auroc(codes[np.concatenate([p, n])], np.r_[np.ones(len(p), bool), np.zeros(len(n), bool)])
-            best = int(np.argmax(scores))
-            table[concept][str(site)] = {"feature": best, "auroc": float(scores[best]), "n_pos": len(p), "n_neg": len(n)}
-    return table
+    return chosen
 
+
+def concept_aurocs(lm, language: Language, site: hooks.Site, sae: SAE) -> dict[str, np.ndarray]:
+    """Concept -> AUROC of every feature of ``sae`` at ``site`` (what a chapter's chosen feature is scored by)."""
+    items = probe_dialogues(language)
+    codes = _codes(lm, [t for t, _ in items], site, sae).numpy()
+    scores = {}
+    for concept, (p, n) in _concept_tokens(items, language.seed).items():
+        scores[concept] = auroc(codes[np.concatenate([p, n])], np.r_[np.ones(len(p), bool), np.zeros(len(n), bool)])
+    return scores
+
+
+def probe_table(lm, language: Language, sae_at: Callable[[hooks.Site], SAE]) -> dict:
+    """{concept: {site: {feature, auroc, n_pos, n_neg}}} over the SAE ``sae_at(site)`` of every site."""
+    sizes = {c: (len(p), len(n)) for c, (p, n) in _concept_tokens(probe_dialogues(language), language.seed).items()}
+    table: dict[str, dict] = {c: {} for c in sizes}
+    for site in hooks.all_sites(lm):
+        for concept, scores in concept_aurocs(lm, language, site, sae_at(site)).items():
+            best = int(np.argmax(scores))
+            n_pos, n_neg = sizes[concept]
+            table[concept][str(site)] = {"feature": best, "auroc": float(scores[best]), "n_pos": n_pos, "n_neg": n_neg}
+    return table

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 import transformers
-from tqdm.auto import tqdm
 
 from saesteer.language import Dialogue
+from saesteer.progress import bar
 
 
 @dataclass
@@ -76,7 +76,7 @@ def train(model: transformers.PreTrainedModel, rows: torch.Tensor, cfg: TrainCon
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     model.train()
     losses = []
-    for step in tqdm(range(cfg.steps), desc="training", disable=not progress):
+    for step in bar(range(cfg.steps), "training", progress):
         batch = rows[order.sample(range(len(rows)), min(cfg.batch, len(rows)))].to(device)
         for group in optimiser.param_groups:
             group["lr"] = lr_at(step, cfg)
