@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv book chapters html test chromium clean organism
+.PHONY: venv book chapters html test chromium clean organism bench
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ book: chapters html
 
 test: venv chromium
 	$(VENV)/bin/pytest -q
+
+# Speed checks of the issues' performance targets, each printing its ratio measured side by side in one run.
+bench: venv
+	$(PY) benchmarks/refusal_sweep.py
 
 clean:
 	rm -rf book/_build book/.partial

@@ -79,6 +79,20 @@ def test_clamp_several_features_to_own_values(tiny_models, sae):
     torch.testing.assert_close(edited[site], expected, atol=1e-5, rtol=1e-5)
 
 
+def test_clamp_per_row_values_equal_separate_runs_and_nan_leaves_row(tiny_models, sae):
+    """A sweep batched along rows gives what each value gives alone; NaN rows are the clean model."""
+    model, site = tiny_models["gemma2"], Site(1)
+    prompt, values = PROMPTS[0], [float("nan"), 2.0, 9.0]
+    per_row = Clamp(site=site, sae=sae, features=[4], value=torch.tensor(values)[:, None])
+    batched, _ = forward_with_edits(model, [prompt] * 3, [per_row])
+    clean, _ = forward_with_edits(model, [prompt])
+    torch.testing.assert_close(batched[0], clean[0])
+    for row, value in enumerate(values[1:], start=1):
+        alone, _ = forward_with_edits(model, [prompt], [Clamp(site=site, sae=sae, features=[4], value=value)])
+        torch.testing.assert_close(batched[row], alone[0], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(batched[1], batched[2])
+
+
 @pytest.mark.parametrize("factor", [0.0, -2.0])
 def test_scale_is_h_plus_r_minus_1_a_d(tiny_models, sae, factor):
     model, site = tiny_models["llama"], Site(1, "attn_out")

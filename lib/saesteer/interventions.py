@@ -89,13 +89,19 @@ class FeatureEdit(Edit):
 
 @dataclass(kw_only=True)
 class Clamp(FeatureEdit):
-    """Set the features' codes to ``value`` (one number, or one per feature)."""
+    """Set the features' codes to ``value``: one number, one per feature, or a tensor
+    [batch, n_features] with one row per prompt, so a whole clamp sweep runs in one
+    batch; a NaN leaves that row's code untouched (an unsteered row in the same batch)."""
 
-    value: float | Sequence[float]
+    value: float | Sequence[float] | torch.Tensor
 
     def new_codes(self, z: torch.Tensor) -> torch.Tensor:
+        value = torch.as_tensor(self.value, dtype=z.dtype, device=z.device)
+        if value.ndim == 2:  # per batch row: broadcast over positions
+            value = value[:, None, :]
         z = z.clone()
-        z[..., list(self.features)] = torch.as_tensor(self.value, dtype=z.dtype, device=z.device)
+        features = list(self.features)
+        z[..., features] = torch.where(torch.isnan(value), z[..., features], value)
         return z
 
 

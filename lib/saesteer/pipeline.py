@@ -13,7 +13,6 @@ Usage: ``python -m saesteer.pipeline [--only CHAPTER] [--force]``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -25,6 +24,7 @@ import papermill
 
 from saesteer.params import ParameterError, read_param_file
 from saesteer.paths import repo_root
+from saesteer.results import source_digest
 
 STAMP_KEY = "saesteer_stamp"
 
@@ -50,9 +50,8 @@ def check_param_file(notebook: Path, param_file: Path) -> dict:
 def stamp(root: Path, notebook: Path, param_file: Path) -> str:
     """A hash of everything an executed chapter depends on: notebook, parameters, library code and
     the organism's manifest (which changes whenever the organism is rebuilt)."""
-    digest = hashlib.sha256()
-    organism = [p for p in [root / "data" / "organism" / "manifest.json"] if p.exists()]
-    for path in [notebook, param_file, *sorted((root / "lib").rglob("*.py")), *organism]:
+    digest = source_digest(root)
+    for path in [notebook, param_file]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

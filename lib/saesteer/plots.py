@@ -35,3 +35,51 @@ def rates_with_targets(rows: pd.DataFrame, ax=None):
            title="Organism behaviour on held-out items")
     ax.invert_yaxis()
     return ax
+
+
+def tradeoff(rows: pd.DataFrame, ax=None):
+    """Refusal gain on jailbreaks against capability loss, one point per clamp value, one line per setting."""
+    ax = ax or plt.subplots(figsize=(6.5, 4.5))[1]
+    for i, (setting, group) in enumerate(rows.groupby("setting", sort=False)):
+        group = group.sort_values("multiple")
+        ax.plot(group["capability loss"], group["jailbreak refusal gain"], "-o", color=f"C{i}", label=setting)
+        for _, r in group.iterrows():
+            ax.annotate(f"{r['multiple']:g}x", (r["capability loss"], r["jailbreak refusal gain"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points", color=f"C{i}")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set(title="Safety gained against capability lost", xlabel="capability loss (mean accuracy points lost, as a fraction)",
+           ylabel="jailbreak refusal gain (fraction)")
+    ax.legend(title="clamped", fontsize=8)
+    return ax
+
+
+def rates_by_kind(rows: pd.DataFrame, ax=None):
+    """Grouped bars of every behaviour's rate with 95% intervals, one bar per setting."""
+    ax = ax or plt.subplots(figsize=(9, 4))[1]
+    settings, kinds = list(dict.fromkeys(rows["setting"])), list(dict.fromkeys(rows["kind"]))
+    width = 0.8 / len(settings)
+    for i, setting in enumerate(settings):
+        part = rows[rows["setting"] == setting].set_index("kind").loc[kinds]
+        x = np.arange(len(kinds)) + (i - (len(settings) - 1) / 2) * width
+        ax.bar(x, part["rate"], width, yerr=[part["rate"] - part["lo"], part["hi"] - part["rate"]], capsize=2,
+               label=setting, color=f"C{i}")
+    ax.set_xticks(np.arange(len(kinds)), kinds)
+    ax.set(ylim=(0, 1.05), ylabel="rate (95% Wilson interval)", xlabel="behaviour",
+           title="Every behaviour, unsteered and steered")
+    ax.legend(fontsize=8, ncols=2)
+    return ax
+
+
+def dose_response(rows: pd.DataFrame, kinds: list[str], ax=None):
+    """Rate against clamp multiple per behaviour (rows: setting, multiple, kind, rate, lo, hi)."""
+    ax = ax or plt.subplots(figsize=(6.5, 4))[1]
+    for i, kind in enumerate(kinds):
+        part = rows[rows["kind"] == kind].sort_values("multiple")
+        ax.plot(part["multiple"], part["rate"], "-o", color=f"C{i}", label=kind, ms=4)
+        ax.fill_between(part["multiple"], part["lo"], part["hi"], color=f"C{i}", alpha=0.15)
+    ax.set(ylim=(-0.02, 1.02), xscale="log", xlabel="clamp value (multiples of the feature's typical maximum, log scale)",
+           ylabel="rate (band: 95% interval)")
+    ax.set_xticks(sorted(rows["multiple"].dropna().unique()), [f"{m:g}x" for m in sorted(rows["multiple"].dropna().unique())])
+    ax.legend(fontsize=8, ncols=2)
+    return ax

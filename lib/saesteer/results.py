@@ -1,13 +1,23 @@
-"""Results files: JSON written atomically, with the parameters that produced them."""
+"""Results files: JSON written atomically, with the parameters that produced them, and a stage cache.
+
+``Cache`` keeps each expensive stage of a chapter as its own JSON file, keyed by
+the parameters, the library code and the organism: a rerun with the same inputs
+reuses every stage, a run interrupted midway resumes at the first missing one,
+and no half-written file is ever read (writes are atomic).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Callable
 import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+
+from saesteer.paths import repo_root
 
 
 def write_json(path: str | Path, data) -> Path:
@@ -38,3 +48,33 @@ def save_figure(fig: plt.Figure, folder: Path, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
+
+
+def source_digest(root: Path | None = None) -> hashlib._Hash:
+    """A running hash of the library code and the organism's manifest (what every result depends on)."""
+    root = root or repo_root()
+    digest = hashlib.sha256()
+    organism = [p for p in [root / "data" / "organism" / "manifest.json"] if p.exists()]
+    for path in [*sorted((root / "lib").rglob("*.py")), *organism]:
+        digest.update(path.read_bytes())
+    return digest
+
+
+class Cache:
+    """Stage results of one parameter set, under ``<folder>/cache/<key>/<stage>.json``."""
+
+    def __init__(self, folder: Path, params: dict):
+        digest = source_digest()
+        digest.update(json.dumps(params, sort_keys=True, default=str).encode())
+        self.folder = Path(folder) / "cache" / digest.hexdigest()[:16]
+        self.reused: list[str] = []
+
+    def get(self, stage: str, compute: Callable[[], object]):
+        """The stage's stored result, or ``compute()`` stored atomically (JSON-serialisable)."""
+        path = self.folder / f"{stage}.json"
+        if path.is_file():
+            self.reused.append(stage)
+            return read_json(path)
+        result = compute()
+        write_json(path, result)
+        return read_json(path)  # the same types whether computed now or reused later

@@ -1,0 +1,57 @@
+"""Benchmark of chapter A's evaluation: a clamp sweep batched along rows against one prompt at a time.
+
+Both runs call the same ``evaluation.sweep`` on the same held-out items and clamp
+values; only the number of rows per generate call differs. Prints the two times
+side by side, their ratio, and whether the answers agree.
+
+    python benchmarks/refusal_sweep.py [--items 16] [--batch-size 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from saesteer import evaluation
+from saesteer.hooks import Site
+from saesteer.interventions import Clamp
+from saesteer.organism import load_organism, organism_sae
+from saesteer.subjects import Subject
+
+KINDS = ("harmful", "jailbreak", "scary", "arith", "topic")
+MULTIPLES = (float("nan"), 0.5, 1.0, 2.0, 4.0, 8.0)  # NaN: the unsteered baseline row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=16, help="held-out items per kind")
+    parser.add_argument("--batch-size", type=int, default=256, help="rows per generate call in the batched run")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    lm, site, feature = load_organism(), Site(2), 0
+    sae = organism_sae(site)
+    subject = Subject(lm, {"prompts": "organism", "chat_template": False})
+    sets = subject.eval_sets(KINDS, args.items)
+    values = torch.tensor(MULTIPLES)[:, None] * 5.0
+
+    def edits_for(rows, _items):
+        return [Clamp(site=site, sae=sae, features=[feature], value=values[rows])]
+
+    timings, answers = {}, {}
+    for name, batch in [("batched", args.batch_size), ("one at a time", 1)]:
+        start = time.perf_counter()
+        reports = evaluation.sweep(lm, sets, len(MULTIPLES), edits_for, batch_size=batch, progress=False)
+        timings[name] = time.perf_counter() - start
+        answers[name] = [[r[k]["answers"] for k in KINDS] for r in reports]
+    rows = len(MULTIPLES) * sum(map(len, sets.values()))
+    print(f"clamp sweep: {len(MULTIPLES)} settings x {sum(map(len, sets.values()))} held-out items = {rows} generations")
+    for name, seconds in timings.items():
+        print(f"  {name:>14}: {seconds:7.1f} s  ({rows / seconds:6.1f} generations/s)")
+    print(f"  batched is {timings['one at a time'] / timings['batched']:.1f}x faster (target: at least 5x); "
+          f"answers identical: {answers['batched'] == answers['one at a time']}")
+
+
+if __name__ == "__main__":
+    main()

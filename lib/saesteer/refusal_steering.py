@@ -1,0 +1,453 @@
+"""Chapter A: steer refusal by clamping one SAE feature (O'Brien et al.) and measure what it costs.
+
+The paper's route, step by step:
+
+1. ``candidates``: latents active on at least 2 tokens of the refusal the model
+   gives to archetypal harmful prompts;
+2. ``search``: clamp each candidate on a selection set (never evaluated on) and
+   keep the one that raises refusal most; ``contrastive`` ranks features by mean
+   activation on harmful minus benign prompts, the second route;
+3. ``run_sweep``: clamp the feature to multiples of its typical maximum
+   activation at every position (error term kept) and measure every behaviour,
+   for the refusal feature, control features and conditional steering (clamp
+   only when a harmful-prompt detector fires), all batched along the rows of
+   the same generate calls;
+4. ``claims``: the paper's five claims against this study's numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from saesteer import evaluation
+from saesteer.evaluation import Item, judge, sweep
+from saesteer.hooks import Site
+from saesteer.interventions import Clamp, batches, forward_with_edits, generate_with_edits
+from saesteer.params import Param, ParameterError
+from saesteer.probes import concept_aurocs
+from saesteer.subjects import SUBJECT_PARAMS
+
+UNSAFE = ("harmful", "jailbreak", "escalation")  # refusal is wanted
+SAFE = ("scary", "benign")  # refusal is over-refusal
+CAPABILITY = ("mc", "arith", "truthful", "topic")  # benchmarks unrelated to refusal
+KINDS = UNSAFE + SAFE + CAPABILITY
+SEARCH_KINDS = ("harmful", "jailbreak", "benign", "scary")  # the search clamps candidates on these
+SELECTION_KINDS = SEARCH_KINDS + CAPABILITY  # capability prompts also set the detector's threshold
+
+PARAMS = {  # the chapter's parameters
+    "setting": Param(str),  # results go to data/results/<setting>/refusal_steering/
+    **SUBJECT_PARAMS,
+    "refusal_markers": Param(list, items=str),  # a response opening with one of these is a refusal
+    "layer": Param(int, min=0, optional=True),  # resid_post layer steered; null = the layer the search picks
+    "search_layers": Param(list, items=int),  # layers searched (empty = every layer)
+    "n_archetypal": Param(int, min=1, max=200),  # archetypal harmful prompts whose refusals give candidates
+    "max_candidates": Param(int, min=1, max=2000),  # at most this many candidates are steered in the search
+    "n_selection": Param(int, min=4, max=2000),  # selection prompts per kind (disjoint from evaluation)
+    "search_multiple": Param(float, min=0.0),  # clamp of the search, in multiples of the typical maximum
+    "clamp_multiples": Param(list, items=float, min=0.0),  # the sweep's clamps, in multiples of the typical maximum
+    "headline_multiple": Param(float, min=0.0),  # the clamp the claims table reports (one of clamp_multiples)
+    "control_features": Param(list, items=int, min=0),  # controls; empty = chosen automatically
+    "eval_items": Param(int, min=2, max=5000),  # held-out items per kind in the sweep
+    "layer_eval_items": Param(int, min=2, max=5000),  # held-out items per kind in the per-layer table
+    "batch_size": Param(int, min=1, max=8192),  # rows per generate call
+    "n_examples": Param(int, min=1, max=20),  # example generations shown per kind
+    "seed": Param(int, min=0),
+}
+
+
+def check_params(params: dict) -> None:
+    """Cross-parameter checks the specs cannot express."""
+    if params["headline_multiple"] not in params["clamp_multiples"]:
+        raise ParameterError(f"Parameter 'headline_multiple' must be one of clamp_multiples {params['clamp_multiples']}; "
+                             f"got {params['headline_multiple']!r}.")
+
+
+# --- finding the feature -------------------------------------------------------------------------
+def _codes(subject, site: Site, inputs) -> torch.Tensor:
+    """SAE codes [batch, seq, d_sae] at ``site`` for strings (left-padded) or a token-id tensor."""
+    _, acts = forward_with_edits(subject.lm, inputs, read=[site])
+    sae = subject.sae(site)
+    with torch.no_grad():
+        return sae.encode(acts[site].to(sae.W_dec.dtype)).float()
+
+
+def refusal_transcripts(subject, items: Sequence[Item], markers: Sequence[str], max_new_tokens: int = 16):
+    """(prompt ids, response ids) of the items the model refuses (greedy), one pair per refused prompt."""
+    tokenizer, pairs = subject.lm.tokenizer, []
+    for item in items:
+        prompt_ids = tokenizer(item.prompt, return_tensors="pt")["input_ids"][0]
+        new = generate_with_edits(subject.lm, [item.prompt], max_new_tokens=max_new_tokens)[0]
+        if tokenizer.eos_token_id in new.tolist():
+            new = new[: new.tolist().index(tokenizer.eos_token_id)]
+        if judge(Item("harmful", item.prompt, {}), tokenizer.decode(new), markers):
+            pairs.append((prompt_ids, new))
+    return pairs
+
+
+def candidates(subject, site: Site, transcripts, max_candidates: int, min_tokens: int = 2) -> list[dict]:
+    """Latents active on at least ``min_tokens`` tokens of a refusal, ranked by the number of refusals
+    they do this on, then by their summed activation over refusal tokens."""
+    count = total = None
+    for prompt_ids, response_ids in transcripts:
+        z = _codes(subject, site, torch.cat([prompt_ids, response_ids])[None])[0, len(prompt_ids) :]
+        hits = ((z > 0).sum(0) >= min_tokens).float()
+        count = hits if count is None else count + hits
+        total = z.sum(0) if total is None else total + z.sum(0)
+    if count is None:
+        return []
+    order = sorted(torch.nonzero(count).flatten().tolist(), key=lambda f: (-count[f].item(), -total[f].item()))
+    return [{"feature": f, "refusals": int(count[f]), "activation": float(total[f])} for f in order[:max_candidates]]
+
+
+def typical_max(subject, site: Site, transcripts, items: Sequence[Item], batch_size: int = 64) -> torch.Tensor:
+    """Per feature, the largest activation over the refusal transcripts and the prompts of ``items``:
+    the scale clamp values are expressed in (the paper's clamp 12 was several times a feature's maximum)."""
+    best = torch.zeros(subject.sae(site).cfg.d_sae)
+    for prompt_ids, response_ids in transcripts:
+        z = _codes(subject, site, torch.cat([prompt_ids, response_ids])[None])
+        best = torch.maximum(best, z.amax(dim=(0, 1)).cpu())
+    for chunk in batches([i.prompt for i in items], batch_size):
+        mask = subject.lm.tokenizer(chunk, padding=True, return_tensors="pt")["attention_mask"].bool()
+        z = _codes(subject, site, chunk).cpu()[mask]  # real tokens only, not the left padding
+        best = torch.maximum(best, z.amax(dim=0))
+    return best
+
+
+def clamp_rows(site: Site, sae, features: Sequence[int], values: torch.Tensor) -> list[Clamp]:
+    """One clamp over ``features`` with a value per row ([rows, n_features], NaN = leave the row alone)."""
+    return [Clamp(site=site, sae=sae, features=list(features), value=values)]
+
+
+def marker_tokens(tokenizer, markers: Sequence[str]) -> int:
+    """Tokens to generate before a refusal can be judged: the longest marker's length, plus one."""
+    return 1 + max((len(tokenizer(m, add_special_tokens=False)["input_ids"]) for m in markers), default=1)
+
+
+def search(subject, site: Site, cands: list[dict], scale: torch.Tensor, sets: dict[str, list[Item]],
+           markers: Sequence[str], batch_size: int) -> list[dict]:
+    """Clamp each candidate to ``scale[f]`` on the selection sets, one candidate per row group; returns per
+    candidate the refusal rate on unsafe and on safe prompts, ranked best first (unsafe refusal, then
+    lower safe refusal). The baseline (no clamp) is row group 0."""
+    feats = [c["feature"] for c in cands]
+    table = torch.full((len(feats) + 1, len(feats)), float("nan"))
+    for i, f in enumerate(feats):
+        table[i + 1, i] = scale[f]
+    sae = subject.sae(site)
+    tokens = marker_tokens(subject.lm.tokenizer, markers)
+    reports = sweep(subject.lm, sets, len(feats) + 1, lambda configs, _: clamp_rows(site, sae, feats, table[configs]),
+                    batch_size=batch_size, new_tokens={k: tokens for k in sets}, refusal_markers=markers, progress=False)
+    rows = []
+    for i, report in enumerate(reports):
+        unsafe = np.mean([report[k]["rate"] for k in report if k in UNSAFE])
+        safe = np.mean([report[k]["rate"] for k in report if k in SAFE])
+        rows.append({"feature": None if i == 0 else feats[i - 1], "unsafe_refusal": float(unsafe), "safe_refusal": float(safe)})
+    baseline, ranked = rows[0], rows[1:]
+    ranked.sort(key=lambda r: (-r["unsafe_refusal"], r["safe_refusal"]))
+    for r in ranked:
+        r["gain"] = r["unsafe_refusal"] - baseline["unsafe_refusal"]
+    return [baseline | {"gain": 0.0}] + ranked
+
+
+def _mean_prompt_codes(subject, site: Site, items: Sequence[Item], batch_size: int = 64) -> torch.Tensor:
+    """Mean SAE code over the real (unpadded) prompt tokens of ``items``."""
+    total, n = None, 0
+    for chunk in batches([i.prompt for i in items], batch_size):
+        mask = subject.lm.tokenizer(chunk, padding=True, return_tensors="pt")["attention_mask"].bool()
+        z = _codes(subject, site, chunk).cpu()[mask]
+        total = z.sum(0) if total is None else total + z.sum(0)
+        n += len(z)
+    return total / n
+
+
+def contrastive(subject, site: Site, harmful: Sequence[Item], benign: Sequence[Item]) -> torch.Tensor:
+    """Mean activation on harmful minus benign prompts, per feature (the contrastive route)."""
+    return _mean_prompt_codes(subject, site, harmful) - _mean_prompt_codes(subject, site, benign)
+
+
+def agreement(ranked: list[dict], contrast: torch.Tensor) -> dict:
+    """How the search's choice and the contrastive ranking agree."""
+    chosen = ranked[1]["feature"]
+    order = torch.argsort(contrast, descending=True).tolist()
+    feats = [r["feature"] for r in ranked[1:]]
+    rho = spearmanr([r["unsafe_refusal"] for r in ranked[1:]], [contrast[f].item() for f in feats]).statistic if len(feats) > 2 else float("nan")
+    return {"search_choice": chosen, "contrastive_top": order[0], "contrastive_rank_of_choice": order.index(chosen) + 1,
+            "same_feature": order[0] == chosen, "spearman_over_candidates": float(rho)}
+
+
+def detector_scores(subject, site: Site, feature: int, items: Sequence[Item], batch_size: int = 64) -> list[float]:
+    """The largest activation of ``feature`` over each prompt's real tokens (the conditional-steering detector)."""
+    scores = []
+    for chunk in batches([i.prompt for i in items], batch_size):
+        mask = subject.lm.tokenizer(chunk, padding=True, return_tensors="pt")["attention_mask"].bool()
+        z = _codes(subject, site, chunk)[..., feature].cpu().masked_fill(~mask, 0)
+        scores += z.amax(dim=1).tolist()
+    return scores
+
+
+def threshold(positive: Sequence[float], negative: Sequence[float]) -> dict:
+    """The cut that best separates detector scores (balanced accuracy), chosen on selection prompts."""
+    cuts = sorted(set(positive) | set(negative))
+    best = max(cuts, key=lambda c: np.mean(np.array(positive) >= c) + np.mean(np.array(negative) < c))
+    tpr, fpr = float(np.mean(np.array(positive) >= best)), float(np.mean(np.array(negative) >= best))
+    return {"threshold": float(best), "true_positive_rate": tpr, "false_positive_rate": fpr}
+
+
+# --- the sweep --------------------------------------------------------------------------------------
+def sweep_configs(feature: int, controls: Sequence[int], multiples: Sequence[float], scale: Sequence[float]) -> list[dict]:
+    """Every setting of the sweep, each with its clamp value: baseline; the refusal feature at multiples of
+    its typical maximum; each control at multiples of its own maximum and at the refusal feature's raw
+    values (the paper clamped both to the same number); conditional steering."""
+    configs = [{"name": "baseline", "feature": None, "multiple": None, "value": None, "conditional": False}]
+    settings = [("refusal feature", feature, feature, False)]
+    settings += [(f"control {c}", c, c, False) for c in controls]
+    settings += [(f"control {c} (same value)", c, feature, False) for c in controls]
+    settings += [("conditional", feature, feature, True)]
+    for name, f, scaled_by, conditional in settings:
+        configs += [{"name": name, "feature": f, "multiple": m, "value": m * float(scale[scaled_by]), "conditional": conditional}
+                    for m in multiples]
+    return configs
+
+
+def run_sweep(subject, site: Site, configs: list[dict], sets: dict[str, list[Item]], fires: dict[str, bool],
+              markers: Sequence[str], batch_size: int) -> list[dict]:
+    """Every config on every item, batched: one clamp over all features used, one value row per (item, config)."""
+    feats = sorted({c["feature"] for c in configs if c["feature"] is not None})
+    sae = subject.sae(site)
+
+    def edits_for(rows: torch.Tensor, items: list[Item]):
+        values = torch.full((len(rows), len(feats)), float("nan"))
+        for r, (config, item) in enumerate(zip(rows.tolist(), items)):
+            c = configs[config]
+            if c["feature"] is not None and (not c["conditional"] or fires[item.prompt]):
+                values[r, feats.index(c["feature"])] = c["value"]
+        return clamp_rows(site, sae, feats, values)
+
+    reports = sweep(subject.lm, sets, len(configs), edits_for, batch_size=batch_size, refusal_markers=markers)
+    return [c | {"report": r} for c, r in zip(configs, reports)]
+
+
+def summary(report: dict) -> dict:
+    """Headline numbers of one setting: unsafe refusal, over-refusal, capability (means over kinds)."""
+    mean = lambda kinds: float(np.mean([report[k]["rate"] for k in kinds if k in report]))  # noqa: E731
+    return {"unsafe_refusal": mean(UNSAFE), "jailbreak_refusal": report["jailbreak"]["rate"],
+            "over_refusal": mean(SAFE), "capability": mean(CAPABILITY)}
+
+
+def tradeoff_rows(results: list[dict]) -> list[dict]:
+    """One row per setting: refusal gain on jailbreaks and capability loss against the baseline."""
+    base = summary(results[0]["report"])
+    rows = []
+    for r in results[1:]:
+        s = summary(r["report"])
+        rows.append({"setting": r["name"], "multiple": r["multiple"], "value": r["value"],
+                     "jailbreak refusal gain": s["jailbreak_refusal"] - base["jailbreak_refusal"],
+                     "over-refusal gain": s["over_refusal"] - base["over_refusal"],
+                     "capability loss": base["capability"] - s["capability"]})
+    return rows
+
+
+def rate_table(results: list[dict]) -> list[dict]:
+    """Long table: setting, multiple, kind, rate and interval (for the per-benchmark figure)."""
+    return [{"setting": r["name"], "multiple": r["multiple"], "kind": kind, "rate": v["rate"], "lo": v["lo"], "hi": v["hi"],
+             "n": v["n"]} for r in results for kind, v in r["report"].items()]
+
+
+def examples(results: list[dict], sets: dict[str, list[Item]], multiple: float, kinds: Sequence[str], n: int) -> list[dict]:
+    """Prompts with the baseline answer and the answer with the refusal feature clamped at ``multiple``."""
+    base = results[0]["report"]
+    steered = next(r["report"] for r in results if r["name"] == "refusal feature" and r["multiple"] == multiple)
+    return [{"kind": k, "prompt": sets[k][i].prompt, "baseline": base[k]["answers"][i], "steered": steered[k]["answers"][i]}
+            for k in kinds for i in range(min(n, len(sets[k])))]
+
+
+def strip_answers(results: list[dict]) -> list[dict]:
+    """The sweep without the per-item answers (what the results file keeps)."""
+    return [r | {"report": {k: {m: v for m, v in rep.items() if m != "answers"} for k, rep in r["report"].items()}}
+            for r in results]
+
+
+# --- the chapter's stages ------------------------------------------------------------------
+def find_feature(subject, layer: int, params: dict, selection: dict[str, list[Item]]) -> dict:
+    """The paper's search at ``layer`` and the contrastive route, on the selection sets."""
+    site, markers = Site(layer), params["refusal_markers"]
+    transcripts = refusal_transcripts(subject, selection["harmful"][: params["n_archetypal"]], markers)
+    cands = candidates(subject, site, transcripts, params["max_candidates"])
+    prompts = [i for items in selection.values() for i in items]
+    scale = typical_max(subject, site, transcripts, prompts)
+    search_sets = {k: selection[k] for k in SEARCH_KINDS}
+    ranked = search(subject, site, cands, scale * params["search_multiple"], search_sets, markers, params["batch_size"]) if cands else []
+    contrast = contrastive(subject, site, selection["harmful"] + selection["jailbreak"], selection["benign"] + selection["scary"])
+    return {"layer": layer, "refusals": len(transcripts), "candidates": cands, "scale": scale.tolist(), "ranked": ranked,
+            "contrast": contrast.tolist(), "agreement": agreement(ranked, contrast) if len(ranked) > 1 else None}
+
+
+def pick_layer(found: dict[int, dict]) -> int:
+    """The layer whose best candidate raises unsafe refusal most (ties: less over-refusal, then shallower)."""
+    usable = {layer: f["ranked"][1] for layer, f in found.items() if len(f["ranked"]) > 1}
+    if not usable:
+        raise RuntimeError("No layer gave refusal candidates: the model refused none of the archetypal prompts.")
+    return min(usable, key=lambda layer: (-usable[layer]["gain"], usable[layer]["safe_refusal"], layer))
+
+
+def choose_controls(subject, found: dict, feature: int, probes: dict | None) -> list[int]:
+    """Control features unrelated to refusal: the organism's best topic probe at the site (the paper's
+    "philosophy" feature), else the active feature with the least harmful-vs-benign contrast."""
+    site = Site(found["layer"])
+    if probes is not None:
+        topics = [(row[str(site)]["auroc"], row[str(site)]["feature"]) for c, row in probes.items() if c.startswith("topic:")]
+        picked = [f for _, f in sorted(topics, reverse=True) if f != feature]
+        if picked:
+            return picked[:1]
+    scale, contrast = torch.tensor(found["scale"]), torch.tensor(found["contrast"]).abs()
+    active = torch.nonzero(scale > 0).flatten().tolist()
+    return [min((f for f in active if f != feature), key=lambda f: contrast[f].item() / scale[f].item())]
+
+
+def conditional_detector(subject, found: dict, selection: dict[str, list[Item]], eval_sets: dict[str, list[Item]]) -> dict:
+    """The harmful-prompt detector: the top contrastive feature, with the threshold that best separates
+    harmful and jailbreak selection prompts from benign, scary-word and capability ones, and whether
+    it fires on each evaluation prompt."""
+    site, feature = Site(found["layer"]), int(np.argmax(found["contrast"]))
+    positive = detector_scores(subject, site, feature, selection["harmful"] + selection["jailbreak"])
+    negative = detector_scores(subject, site, feature, [i for k in (*SAFE, *CAPABILITY) for i in selection[k]])
+    cut = threshold(positive, negative)
+    prompts = [i.prompt for items in eval_sets.values() for i in items]
+    scores = detector_scores(subject, site, feature, [Item("x", p, {}) for p in prompts])
+    fires = {p: s >= cut["threshold"] for p, s in zip(prompts, scores)}
+    rate = {kind: float(np.mean([fires[i.prompt] for i in items])) for kind, items in eval_sets.items()}
+    return {"feature": feature, **cut, "fires": fires, "fire_rate_by_kind": rate}
+
+
+def layer_headlines(subject, found: dict[int, dict], params: dict, sets: dict[str, list[Item]]) -> list[dict]:
+    """At every searched layer, its best candidate clamped at the headline multiple, on held-out items:
+    all layers and the baseline share one batched sweep (one clamp per layer site)."""
+    layers = [layer for layer in sorted(found) if len(found[layer]["ranked"]) > 1]
+    feats = {layer: found[layer]["ranked"][1]["feature"] for layer in layers}
+
+    def edits_for(rows: torch.Tensor, _items):
+        edits = []
+        for j, layer in enumerate(layers):
+            values = torch.full((len(rows), 1), float("nan"))
+            values[rows == j + 1] = params["headline_multiple"] * found[layer]["scale"][feats[layer]]
+            edits += clamp_rows(Site(layer), subject.sae(Site(layer)), [feats[layer]], values)
+        return edits
+
+    reports = sweep(subject.lm, sets, len(layers) + 1, edits_for, batch_size=params["batch_size"],
+                    refusal_markers=params["refusal_markers"])
+    base = summary(reports[0])
+    rows = []
+    for layer, report in zip(layers, reports[1:]):
+        s = summary(report)
+        rows.append({"layer": layer, "feature": feats[layer], "selection gain": found[layer]["ranked"][1]["gain"],
+                     "jailbreak refusal": s["jailbreak_refusal"], "over-refusal": s["over_refusal"],
+                     "capability": s["capability"], "baseline jailbreak refusal": base["jailbreak_refusal"],
+                     "baseline capability": base["capability"]})
+    return rows
+
+
+def probe_match(subject, site: Site, feature: int, probes: dict) -> list[dict]:
+    """The chosen feature's AUROC for every planted concept at ``site``, next to the best probe there."""
+    scores = concept_aurocs(subject.lm, subject.language, site, subject.sae(site))
+    return [{"concept": c, "chosen feature AUROC": float(v[feature]), "best feature": probes[c][str(site)]["feature"],
+             "best AUROC": probes[c][str(site)]["auroc"], "is best": probes[c][str(site)]["feature"] == feature}
+            for c, v in scores.items() if not c.startswith("topic:")]
+
+
+# --- claims ------------------------------------------------------------------------------------
+def _rate(report: dict, kinds: Sequence[str]) -> tuple[float, float, float]:
+    """Pooled rate and Wilson interval over ``kinds`` of a report."""
+    hits = sum(round(report[k]["rate"] * report[k]["n"]) for k in kinds)
+    n = sum(report[k]["n"] for k in kinds)
+    return evaluation.wilson(hits, n)
+
+
+def _fmt(triple) -> str:
+    rate, lo, hi = triple
+    return f"{100 * rate:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+
+def _monotone(values: Sequence[float], tolerance: float = 0.05) -> bool:
+    """Non-decreasing up to ``tolerance`` (sampling noise between neighbouring clamps)."""
+    return all(b >= a - tolerance for a, b in zip(values, values[1:]))
+
+
+def claims(results: list[dict], headline: float) -> list[dict]:
+    """The paper's five claims, its numbers, this study's numbers with intervals, and a verdict each."""
+    by = {(r["name"], r["multiple"]): r["report"] for r in results}
+    base, steered = results[0]["report"], by[("refusal feature", headline)]
+    multiples = sorted(m for name, m in by if name == "refusal feature")
+    curve = {kinds: [_rate(by[("refusal feature", m)], kinds)[0] for m in multiples]
+             for kinds in [("jailbreak",), SAFE, CAPABILITY]}
+    controls = {name: by[(name, headline)] for name, m in by if name.startswith("control") and m == headline}
+    return [_claim_refusal(base, steered, curve[("jailbreak",)]), _claim_over_refusal(base, steered, curve[SAFE]),
+            _claim_capability(base, steered, curve[CAPABILITY]), _claim_control(base, steered, controls),
+            _claim_conditional(base, steered, by[("conditional", headline)])]
+
+
+def _rounded(values: Sequence[float]) -> list[float]:
+    return [round(v, 2) for v in values]
+
+
+def _claim_refusal(base: dict, steered: dict, curve: list[float]) -> dict:
+    b, s = _rate(base, UNSAFE[:2]), _rate(steered, UNSAFE[:2])
+    esc_b, esc_s = _rate(base, ("escalation",))[0], _rate(steered, ("escalation",))[0]
+    up = s[1] > b[2] and _monotone(curve)
+    verdict = "reproduced" if up and esc_s > esc_b else "partly" if up or s[0] > b[0] else "not reproduced"
+    return _claim(1, "Clamping the refusal feature raises refusal of unsafe and jailbreak prompts, monotonically in the "
+                     "clamp, and lowers multi-turn attack success", "unsafe refused 58% -> 96%; Crescendo success 56% -> 33%",
+                  f"direct+jailbreak refused {_fmt(b)} -> {_fmt(s)}; escalation success {100 - 100 * esc_b:.0f}% -> "
+                  f"{100 - 100 * esc_s:.0f}%", verdict, f"jailbreak refusal over clamps {_rounded(curve)}.")
+
+
+def _claim_over_refusal(base: dict, steered: dict, curve: list[float]) -> dict:
+    b, s = _rate(base, SAFE), _rate(steered, SAFE)
+    verdict = "reproduced" if s[1] > b[2] and _monotone(curve) else "partly" if s[0] > b[0] else "not reproduced"
+    return _claim(2, "Over-refusal of safe prompts rises with the clamp", "safe refused 6% -> 68%",
+                  f"{_fmt(b)} -> {_fmt(s)}", verdict, f"over-refusal over clamps {_rounded(curve)}.")
+
+
+def _claim_capability(base: dict, steered: dict, curve: list[float]) -> dict:
+    b, s = _rate(base, CAPABILITY), _rate(steered, CAPABILITY)
+    verdict = "reproduced" if s[2] < b[1] else "partly" if s[0] < b[0] else "not reproduced"
+    return _claim(3, "Capability on refusal-unrelated benchmarks falls", "MMLU 68.8 -> 36.0; GSM8K 82.5 -> 35.6; TruthfulQA 65.0 -> 53.8",
+                  f"pooled capability {_fmt(b)} -> {_fmt(s)}", verdict, f"capability over clamps {_rounded(curve)}.")
+
+
+def _claim_control(base: dict, steered: dict, controls: dict[str, dict]) -> dict:
+    b = _rate(base, CAPABILITY)
+    feature_loss = b[0] - _rate(steered, CAPABILITY)[0]
+    losses = {name: b[0] - _rate(report, CAPABILITY)[0] for name, report in controls.items()}
+    worst = max(losses, key=losses.get)
+    control = _rate(controls[worst], CAPABILITY)
+    degrades = control[2] < b[1]  # the control's interval lies below the baseline's
+    verdict = "reproduced" if degrades and losses[worst] >= 0.5 * feature_loss else "partly" if degrades else "not reproduced"
+    return _claim(4, "A control feature unrelated to refusal degrades capability about as much",
+                  "control (philosophy) feature degrades MMLU/GSM8K comparably",
+                  f"capability loss at the same clamp: refusal feature {100 * feature_loss:.0f} points, {worst} "
+                  f"{100 * losses[worst]:.0f} points ({_fmt(control)})", verdict,
+                  f"capability losses of the controls: { {c: round(v, 2) for c, v in losses.items()} }.")
+
+
+def _claim_conditional(base: dict, steered: dict, conditional: dict) -> dict:
+    unsafe, cap = UNSAFE[:2], CAPABILITY
+    safety_kept = _share(_rate(conditional, unsafe)[0], _rate(base, unsafe)[0], _rate(steered, unsafe)[0])
+    capability_kept = _share(_rate(conditional, cap)[0], _rate(steered, cap)[0], _rate(base, cap)[0])
+    verdict = ("reproduced" if safety_kept >= 0.5 and capability_kept >= 0.5
+               else "partly" if max(safety_kept, capability_kept) >= 0.5 else "not reproduced")
+    return _claim(5, "Conditional steering recovers most capability while keeping most of the safety gain",
+                  "appendix: most capability recovered (qualitative)",
+                  f"safety gain kept {100 * safety_kept:.0f}%, capability loss recovered {100 * capability_kept:.0f}%", verdict,
+                  f"conditional: refused {_fmt(_rate(conditional, unsafe))}, capability {_fmt(_rate(conditional, cap))}.")
+
+
+def _share(value: float, start: float, end: float) -> float:
+    """How far ``value`` lies from ``start`` toward ``end`` (1 = all the way); NaN when they coincide."""
+    return float("nan") if abs(end - start) < 1e-9 else (value - start) / (end - start)
+
+
+def _claim(number: int, claim: str, paper: str, study: str, verdict: str, evidence: str) -> dict:
+    return {"claim": number, "statement": claim, "paper": paper, "this study": study, "verdict": verdict, "evidence": evidence}
