@@ -50,13 +50,28 @@ def test_pretrained_offline_says_what_is_missing():
         saes.load_sae("gemma-scope-2b-pt-res-canonical", "layer_14/width_16k/canonical")
 
 
+def _layers(values: dict) -> list[int]:
+    """The layers a parameter file names (its ``layer``, ``layers``, ``search_layers``, ``seed_layer``); layer 0 if none
+    (an empty list means every layer, which the file alone cannot enumerate)."""
+    found = set()
+    for key in ("layer", "layers", "search_layers", "seed_layer"):
+        value = values.get(key)
+        found |= set(value) if isinstance(value, list) else {value} if isinstance(value, int) else set()
+    return sorted(found) or [0]
+
+
 def test_every_parameter_file_names_existing_sae_ids():
-    """Any parameter file that names a sae-lens release must name ids in the bundled directory (raises otherwise)."""
+    """Every sae-lens release a parameter file names (``sae_release``, ``mlp_sae_release``, ...) with its id template,
+    expanded at the file's layers, must be in sae-lens's bundled directory (check_release raises otherwise)."""
+    checked = 0
     for path in sorted((ROOT / "notebooks" / "params").rglob("*.yaml")):
         values = yaml.safe_load(path.read_text())
-        if values.get("sae_release"):
-            for sae_id in values.get("sae_ids") or [values["sae_id"]]:
-                saes.check_release(values["sae_release"], sae_id)
+        for key in [k for k in values if k.endswith("sae_release") and values[k]]:
+            template = values[key.removesuffix("release") + "id"]
+            for layer in _layers(values):
+                saes.check_release(values[key], template.format(layer=layer))
+                checked += 1
+    assert checked >= 5  # the real-model files of chapter A (Gemma) at least
 
 
 def test_width_mismatch_is_a_clear_error(tiny_models):
