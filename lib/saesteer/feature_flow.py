@@ -98,6 +98,12 @@ def check_params(params: dict) -> None:
         parse_seed(text)
     if params["small_coefficients"] > len(params["steer_coefficients"]):
         raise ParameterError("Parameter 'small_coefficients' must be at most the number of steer_coefficients.")
+    organism = params["model"] == "organism"
+    if not any(parse_seed(t)["topic"] for t in params["seed_features"]) and not (organism and params["seed_topics"]):
+        raise ParameterError("Parameter 'seed_features' needs at least one 'layer:feature:topic' seed to steer with "
+                             "(on the organism, 'seed_topics' can name topics instead).")
+    if not organism and params["corpus_text"] is None:
+        raise ParameterError("Parameter 'corpus_text' must name a text file for a model other than the organism.")
     if params["mlp_sae_release"] and not params["mlp_sae_id"]:
         raise ParameterError("Parameter 'mlp_sae_id' must name the id template when 'mlp_sae_release' is given.")
 
@@ -715,6 +721,8 @@ def topic_prompts(language: Language | None, items: list, topic: str, n: int) ->
     pool = [i.prompt for i in items if i.truth.get("topic") == topic]
     if language is not None and len(pool) < n:
         pool += [d.prompt() for d in language.selection_set("topic", 8 * n) if d.truth["topic"] == topic]
+    if not pool:
+        raise ParameterError(f"The prompt folder's topic.jsonl has no prompt about {topic!r} (truth.topic) to deactivate on.")
     return list(dict.fromkeys(pool))[:n]
 
 
