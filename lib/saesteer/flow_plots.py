@@ -1,0 +1,87 @@
+"""Figures of chapter C (feature flow): stacked shares over depth, flow graphs, steering curves."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+X_OFFSET = {"attn_out": -0.62, "mlp_out": -0.31, "resid_post": 0.0}  # R_{L-1} -> A_L -> M_L -> R_L left to right
+Y_ROW = {"attn_out": 1.0, "mlp_out": -1.0, "resid_post": 0.0}
+COLOR = {"attn_out": "C1", "mlp_out": "C2", "resid_post": "C0"}
+
+
+def stacked_shares(rows: pd.DataFrame, columns: list[str], title: str, ax=None):
+    """Stacked bars of shares per layer (rows: one per layer, a column per part)."""
+    ax = ax or plt.subplots(figsize=(7, 3.8))[1]
+    bottom = np.zeros(len(rows))
+    for i, column in enumerate(columns):
+        ax.bar(rows["layer"], rows[column], bottom=bottom, label=column, color=f"C{i}", width=0.8)
+        bottom += rows[column].to_numpy()
+    ax.set(title=title, xlabel="layer L (resid_post SAE)", ylabel="share", ylim=(0, 1.0), xticks=list(rows["layer"]))
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    return ax
+
+
+def flow_graph(graph: dict, title: str, ax=None):
+    """A flow graph drawn with networkx: x = depth (R_{L-1}, A_L, M_L, R_L), colour = position, node label =
+    its id and top tokens, edge width = cosine similarity; residual nodes outlined red when off topic."""
+    ax = ax or plt.subplots(figsize=(10, 4))[1]
+    g = nx.DiGraph()
+    pos, colors, labels, edge_colors = {}, [], {}, []
+    branch: dict[tuple, int] = {}
+    for key, node in graph["nodes"].items():
+        slot = branch.get((node["layer"], node["position"]), 0)
+        branch[(node["layer"], node["position"])] = slot + 1
+        g.add_node(key)
+        pos[key] = (node["layer"] + X_OFFSET[node["position"]], Y_ROW[node["position"]] - 0.55 * slot)
+        labels[key] = f"{key}\n{node.get('label', '')}"
+    for a, b, s in graph["edges"]:
+        g.add_edge(a, b, weight=s)
+    for key in g.nodes:
+        colors.append(COLOR[graph["nodes"][key]["position"]])
+        auroc = graph["nodes"][key].get("topic_auroc")
+        edge_colors.append("red" if auroc is not None and auroc < 0.7 else "black")
+    widths = [0.5 + 3 * g.edges[e]["weight"] for e in g.edges]
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, edgecolors=edge_colors, node_size=420, linewidths=1.5)
+    nx.draw_networkx_edges(g, pos, ax=ax, width=widths, arrows=True, arrowsize=10, node_size=420, edge_color="0.4")
+    nx.draw_networkx_labels(g, {k: (x, y - 0.3) for k, (x, y) in pos.items()}, labels, ax=ax, font_size=6.5)
+    for position, color in COLOR.items():
+        ax.scatter([], [], color=color, label={"resid_post": "residual R_L", "attn_out": "attention A_L", "mlp_out": "MLP M_L"}[position])
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set(title=title, xlabel="layer", ylabel="")
+    ax.tick_params(left=False, labelleft=False, bottom=True, labelbottom=True)
+    layers = sorted({n["layer"] for n in graph["nodes"].values()})
+    ax.set_xticks(layers)
+    ax.set_xlim(min(layers) - 1, max(layers) + 0.6)
+    ax.margins(y=0.25)
+    return ax
+
+
+def steering_curves(summary: pd.DataFrame, ax=None):
+    """Topic x coherence against the coefficient, one line per schedule, 95% bootstrap bands."""
+    ax = ax or plt.subplots(figsize=(6.5, 4))[1]
+    base = summary[summary["schedule"] == "none"]
+    for i, (name, part) in enumerate(summary[summary["schedule"] != "none"].groupby("schedule", sort=False)):
+        part = part.sort_values("s")
+        ax.plot(part["s"], part["topic x coherence"], "-o", color=f"C{i}", label=name, ms=4)
+        ax.fill_between(part["s"], part["lo"], part["hi"], color=f"C{i}", alpha=0.15)
+    if len(base):
+        ax.axhline(base["topic x coherence"].iloc[0], color="0.4", ls=":", label="unsteered")
+    ax.set(xscale="log", title="Steering with a flow graph", xlabel="coefficient s (log scale)",
+           ylabel="topic share x coherence (band: 95% CI)")
+    ax.legend(fontsize=8, title="schedule")
+    return ax
+
+
+def tradeoff(summary: pd.DataFrame, ax=None):
+    """Topic share against coherence, one point per (schedule, s)."""
+    ax = ax or plt.subplots(figsize=(6.5, 4))[1]
+    for i, (name, part) in enumerate(summary.groupby("schedule", sort=False)):
+        part = part.sort_values("s")
+        ax.plot(part["coherence"], part["topic share"], "-o", color=f"C{i}", label=name, ms=4)
+    ax.set(title="Behaviour against coherence", xlabel="coherence (1 / perplexity under the unsteered model)",
+           ylabel="share of words from the target topic")
+    ax.legend(fontsize=8, title="schedule")
+    return ax
