@@ -407,10 +407,13 @@ def scale_edits(saes: Callable[[Site], SAE], rows: list[list[tuple[Site, int]]],
 
 def deactivation_changes(lm, saes, corpus: Corpus, codes: dict[Site, torch.Tensor], layer: int,
                          jobs: list[tuple[int, list[tuple[str, int]]]], batch_size: int) -> list[list[float]]:
-    """For each job (target feature, predecessors): the target's mean activation change 1 - z_new/z_old over
-    the tokens of its most active corpus row where it fires, when each predecessor alone is removed (r = 0)."""
+    """For each job (target feature, predecessors): the target's mean activation change 1 - z_new/z_old when
+    each predecessor alone is removed (r = 0), over the tokens of the target's most active corpus row where
+    the target and that predecessor are both active (elsewhere the removal has nothing to remove). A
+    predecessor never active with the target there scores 0: it cannot be what drives the target."""
     context = corpus.ids.shape[1]
     z_old = codes[Site(layer)].reshape(len(corpus.ids), context, -1)
+    pred_on = {site: codes[site].reshape(len(corpus.ids), context, -1) > 0 for site in codes}
     rows = []  # (job index, candidate index, corpus row, site, predecessor)
     for j, (f, cands) in enumerate(jobs):
         row = int((z_old[:, :, f] > 0).sum(1).argmax())
@@ -422,11 +425,11 @@ def deactivation_changes(lm, saes, corpus: Corpus, codes: dict[Site, torch.Tenso
         _, acts = forward_with_edits(lm, corpus.ids[[r for _, _, r, _, _ in chunk]], edits, read=[Site(layer)])
         with torch.no_grad():
             z_new = sae.encode(acts[Site(layer)].to(sae.W_dec.dtype)).float().cpu()
-        for i, (j, c, r, _, _) in enumerate(chunk):
+        for i, (j, c, r, site, g) in enumerate(chunk):
             f = jobs[j][0]
             old, new = z_old[r, :, f], z_new[i, :, f]
-            on = old > 0
-            changes[j][c] = float((1 - new[on] / old[on]).mean())
+            on = (old > 0) & pred_on[site][r, :, g]
+            changes[j][c] = float((1 - new[on] / old[on]).mean()) if on.any() else 0.0
     return changes
 
 
