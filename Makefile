@@ -42,6 +42,7 @@ test: venv chromium
 # Speed checks of the issues' performance targets, each printing its ratio measured side by side in one run.
 bench: venv
 	$(PY) benchmarks/refusal_sweep.py
+	$(PY) benchmarks/flow_matching.py --layers 1
 
 clean:
 	rm -rf book/_build book/.partial
