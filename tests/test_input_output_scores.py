@@ -129,3 +129,27 @@ def test_gemma_parameter_file_names_real_saes_and_runs_on_tiny_gemma2(tmp_path):
     assert len(saved["results"]["claims"]) == 5
     curves = saved["results"]["curves"]  # at the rule's factor and at the strongest factor (10)
     assert "10.0" in curves and all(len(c) == 1 + len(values["thresholds"]) for c in curves.values())
+
+
+def test_running_top_examples_do_not_depend_on_the_batching(tiny_models, sae):
+    """The activation cache keeps a running top-n per feature: batches of 3 documents give the top of one batch of all."""
+    from saesteer.subjects import Subject
+
+    subject = Subject(tiny_models["gemma2"], {"model": "tiny:gemma2"})
+    subject._saes[Site(1)] = sae
+    rng = np.random.default_rng(1)
+    docs = [" ".join(f"w{i}" for i in rng.integers(3, 60, rng.integers(3, 9))) for _ in range(12)]
+    small = io.activation_stats(subject, docs, [1], n_top=5, batch_size=3)
+    whole = io.activation_stats(subject, docs, [1], n_top=12, batch_size=64)
+    assert small.peak[1].shape == (5, 64)
+    assert torch.allclose(small.peak[1], whole.peak[1][:5], atol=1e-5)
+    assert (small.peak[1][0] > 0).any()
+
+
+def test_perplexity_of_a_row_does_not_depend_on_its_batch(tiny_models):
+    model = tiny_models["gemma2"]
+    prompts = ["w3 w4", "w5 w6 w7 w8 w9 w10", "w11"]
+    continuations = torch.tensor([[5, 6, 7], [8, 9, 0], [10, 11, 12]])  # 0 = padding after the end
+    together = io.perplexity(model, prompts, continuations)
+    alone = torch.cat([io.perplexity(model, [p], c[None]) for p, c in zip(prompts, continuations)])
+    assert torch.allclose(together, alone, atol=1e-4) and (together > 1).all()

@@ -118,36 +118,39 @@ def by_length(docs: Sequence[str]) -> list[str]:
 
 @dataclass
 class ActivationStats:
-    """Per layer, for every (document, feature): the largest code over the document's tokens and the token id there."""
+    """Per layer and feature, its top documents: each one's largest code over its tokens and the token id there."""
 
-    peak: dict[int, torch.Tensor]  # layer -> [n_docs, d_sae] max activation
-    token: dict[int, torch.Tensor]  # layer -> [n_docs, d_sae] token id at the max
+    peak: dict[int, torch.Tensor]  # layer -> [n_top, d_sae] max activation per top document, largest first
+    token: dict[int, torch.Tensor]  # layer -> [n_top, d_sae] token id at that max
 
 
-def activation_stats(subject, docs: Sequence[str], layers: Sequence[int], batch_size: int = 64,
+def activation_stats(subject, docs: Sequence[str], layers: Sequence[int], n_top: int = 100, batch_size: int = 64,
                      max_len: int = 128) -> ActivationStats:
     """SAE codes of every document at every ``layers`` site in one forward pass per batch, reduced to each
-    document's peak per feature (documents in ``by_length`` order). Padding and the first (<bos>) token are
-    excluded: <bos> carries a huge norm."""
+    document's peak per feature, of which a running top ``n_top`` per feature is kept (memory stays
+    [n_top, d_sae] per layer, so a real model's 16k-wide SAEs and long corpora fit). Padding and the first
+    (<bos>) token are excluded: <bos> carries a huge norm."""
     sites = [Site(layer) for layer in layers]
-    peak: dict[int, list] = {layer: [] for layer in layers}
-    token: dict[int, list] = {layer: [] for layer in layers}
+    peak: dict[int, torch.Tensor] = {}
+    token: dict[int, torch.Tensor] = {}
     tokenizer = subject.lm.tokenizer
     for chunk in batches(by_length(docs), batch_size):
-        enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        # right padding: under the causal mask no real token sees a pad and positions start at 0 in every row,
+        # so a document's codes do not depend on the batch it shares (left padding would shift its positions)
+        enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_len, return_tensors="pt", padding_side="right")
         ids, mask = enc["input_ids"], enc["attention_mask"].bool().clone()
-        first = mask.float().argmax(dim=1)  # left padding: the first real token of each row
-        mask[torch.arange(len(ids)), first] = False
+        mask[:, 0] = False  # the first token (<bos>)
         _, acts = forward_with_edits(subject.lm, ids, read=sites)
         for site in sites:
             sae = subject.sae(site)
             with torch.no_grad():
                 z = sae.encode(acts[site].to(sae.W_dec.dtype)).float().cpu()
-            z = z.masked_fill(~mask[..., None], -1.0)
-            value, where = z.max(dim=1)
-            peak[site.layer].append(value.clamp_min(0))
-            token[site.layer].append(torch.gather(ids, 1, where))
-    return ActivationStats({k: torch.cat(v) for k, v in peak.items()}, {k: torch.cat(v) for k, v in token.items()})
+            value, where = z.masked_fill(~mask[..., None], -1.0).max(dim=1)
+            values = torch.cat([peak.get(site.layer, value[:0]), value.clamp_min(0)])
+            tokens = torch.cat([token.get(site.layer, where[:0]), torch.gather(ids, 1, where)])
+            top, rows = values.topk(min(n_top, len(values)), dim=0)
+            peak[site.layer], token[site.layer] = top, torch.gather(tokens, 0, rows)
+    return ActivationStats(peak, token)
 
 
 def input_scores(peak: torch.Tensor, token: torch.Tensor, lens: torch.Tensor, min_examples: int,
@@ -291,15 +294,22 @@ def _count_hits(ids: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
 
 
 def perplexity(lm, prompts: Sequence[str], continuations: torch.Tensor) -> torch.Tensor:
-    """Per row, the unsteered model's perplexity of the continuation given its prompt (the paper used a
-    larger model; the organism is the only model of its language)."""
-    enc = lm.tokenizer(list(prompts), padding=True, return_tensors="pt")
-    ids = torch.cat([enc["input_ids"], continuations], dim=1)
-    logits, _ = forward_with_edits(lm, ids)
-    logp = torch.log_softmax(logits[:, enc["input_ids"].shape[1] - 1 : -1].float().cpu(), dim=-1)
-    nll = -torch.gather(logp, 2, continuations[..., None]).squeeze(-1)
-    keep = continuations != lm.tokenizer.pad_token_id
-    return torch.exp((nll * keep).sum(1) / keep.sum(1).clamp_min(1))
+    """Per row, the unsteered model's perplexity of the continuation (padding after <eos> left out) given its
+    prompt. Rows are prompt + continuation padded on the right, so no real token sees a pad and positions
+    start at 0 (the paper used a larger model; the organism is the only model of its language)."""
+    pad = lm.tokenizer.pad_token_id
+    prompt_ids = [lm.tokenizer(p)["input_ids"] for p in prompts]
+    rows = [ids + c for ids, c in zip(prompt_ids, continuations.tolist())]
+    width = max(map(len, rows))
+    logits, _ = forward_with_edits(lm, torch.tensor([r + [pad] * (width - len(r)) for r in rows]))
+    logp = torch.log_softmax(logits.float().cpu(), dim=-1)
+    out = []
+    for i, (ids, cont) in enumerate(zip(prompt_ids, continuations)):
+        start = len(ids) - 1  # the logits at this position predict the first generated token
+        nll = -logp[i, start : start + len(cont)].gather(1, cont[:, None]).squeeze(1)
+        keep = cont != pad
+        out.append(torch.exp((nll * keep).sum() / keep.sum().clamp_min(1)))
+    return torch.stack(out)
 
 
 def _generate(subject, texts: Sequence[str], edits, params: dict, seed: int) -> torch.Tensor:
@@ -569,7 +579,7 @@ def score_all(subject, params: dict, stage=lambda name, compute: compute()) -> l
     def compute(layer: int) -> dict:
         if not held:
             docs = corpus_documents(subject, params["corpus_docs"], params["corpus_text"], params["seed"])
-            held["stats"] = activation_stats(subject, docs, layers, batch_size=min(params["batch_size"], 128))
+            held["stats"] = activation_stats(subject, docs, layers, params["max_examples"], min(params["batch_size"], 128))
         return score_layer(subject, layer, held["stats"], params)
 
     return [stage(f"scores_layer_{layer}", lambda: compute(layer)) for layer in layers]
