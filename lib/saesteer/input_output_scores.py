@@ -22,16 +22,18 @@ The paper's route, step by step:
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import nnsight
 import numpy as np
 import torch
 
 from saesteer.evaluation import TOPIC_WORDS
 from saesteer.hooks import Site, layout, walk
-from saesteer.interventions import FeatureEdit, batches, forward_with_edits, generate_with_edits
+from saesteer.interventions import FeatureEdit, _visit, batches, forward_with_edits, generate_with_edits
 from saesteer.params import Param, ParameterError
 from saesteer.subjects import SUBJECT_PARAMS
 
@@ -197,18 +199,46 @@ def lens_probability(logits: torch.Tensor, lens: torch.Tensor) -> dict[str, torc
     return {"P": (1 - rank / probs.shape[1]) * p, "p": p, "rank": rank, "token": token}
 
 
+def _last_logits(lm, ids: torch.Tensor, edits: Sequence, rows: int, prefix) -> torch.Tensor:
+    """Next-token logits [rows, V] after ``ids`` [1, seq] repeated ``rows`` times, with ``edits``. Given the
+    ``prefix`` key/value cache of all but the last token, only the last token runs, once per row: every row
+    shares the prompt, and the edits touch the last position only."""
+    if prefix is None:
+        logits, _ = forward_with_edits(lm, ids.expand(rows, -1), edits)
+        return logits[:, -1].float().cpu()
+    cache = copy.deepcopy(prefix)
+    cache.batch_repeat_interleave(rows)
+    last = ids.shape[1] - 1
+    with torch.no_grad(), lm.trace(ids[:, -1:].expand(rows, 1), past_key_values=cache, use_cache=True,
+                                   position_ids=torch.full((rows, 1), last, device=ids.device),
+                                   cache_position=torch.tensor([last], device=ids.device)):
+        _visit(lm, edits, (), 0, {})
+        logits = nnsight.save(lm.output.logits)
+    return logits[:, -1].float().cpu()
+
+
+def prompt_prefix(lm, prompt: str, use_cache: bool = True):
+    """Token ids [1, seq] of ``prompt`` and the key/value cache of all but its last token (None when not wanted
+    or when the prompt is one token)."""
+    ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"].to(lm.device)
+    if not use_cache or ids.shape[1] < 2:
+        return ids, None
+    with torch.no_grad():
+        return ids, lm._module(ids[:, :-1], use_cache=True).past_key_values
+
+
 def output_scores(lm, sae, site: Site, features: Sequence[int], lens: torch.Tensor, prompt: str, factor: float,
-                  batch_size: int = 1024) -> dict:
+                  batch_size: int = 1024, prefix_cache: bool = True) -> dict:
     """S_out for ``features`` (``lens`` [n, k] their logit lenses): one row per feature in each forward pass,
-    each row steering its own feature at the last token of ``prompt``; the unsteered row comes first."""
-    base_logits, _ = forward_with_edits(lm, [prompt])
-    base_last = base_logits[:, -1].float().cpu()
+    each row steering its own feature at the last token of ``prompt`` (the prompt's other tokens run once,
+    into a key/value cache, unless ``prefix_cache`` is false)."""
+    ids, prefix = prompt_prefix(lm, prompt, prefix_cache)
+    base_last = _last_logits(lm, ids, (), 1, None)
     P, p, rank, token, base_P = [], [], [], [], []
     for chunk in batches(range(len(features)), batch_size):
         feats = [features[i] for i in chunk]
         edit = BoostEach(site=site, sae=sae, features=feats, factor=factor, tokens="last")
-        logits, _ = forward_with_edits(lm, [prompt] * len(feats), [edit])
-        steered = lens_probability(logits[:, -1].float().cpu(), lens[chunk])
+        steered = lens_probability(_last_logits(lm, ids, [edit], len(feats), prefix), lens[chunk])
         base = lens_probability(base_last.expand(len(feats), -1), lens[chunk])
         P.append(steered["P"]), p.append(steered["p"]), rank.append(steered["rank"]), token.append(steered["token"])
         base_P.append(base["P"])
