@@ -1,0 +1,157 @@
+"""Chapter D: the logit lens, the scores (batched = one feature at a time), the filter curve, and the notebook on tiny Gemma-2."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import papermill
+import pytest
+import torch
+import yaml
+
+from saesteer import input_output_scores as io
+from saesteer.hooks import Site
+from saesteer.interventions import forward_with_edits
+from saesteer.saes import check_release
+from saesteer.tiny import random_sae
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAM_DIR = ROOT / "notebooks" / "params" / "input_output_scores"
+PROMPT = "w3 w4 w5 w6"
+
+
+@pytest.fixture(autouse=True)
+def results_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAESTEER_RESULTS", str(tmp_path / "results"))
+
+
+def test_unembed_applies_the_models_own_final_norm_and_softcap(tiny_models):
+    """Unembedding the last layer's output with ``unembed`` gives the model's own logits (Gemma-2 soft-capping included)."""
+    model = tiny_models["gemma2"]
+    model._module.config.final_logit_softcapping = 3.0  # small, so the cap visibly bends the logits
+    try:
+        logits, acts = forward_with_edits(model, [PROMPT], read=[Site(1)])
+        assert torch.allclose(io.unembed(model, acts[Site(1)][0]), logits[0], atol=1e-5)
+        assert logits.abs().max() < 3.0
+    finally:
+        model._module.config.final_logit_softcapping = 30.0
+
+
+def test_logit_lens_leaves_out_special_tokens(tiny_models, sae):
+    lens = io.logit_lens(tiny_models["gemma2"], sae, 20)
+    assert lens.shape == (64, 20)
+    assert not set(lens.flatten().tolist()) & set(tiny_models["gemma2"].tokenizer.all_special_ids)
+
+
+def test_boost_each_adds_its_own_feature_per_row_and_leaves_unsteered_rows_alone(sae):
+    x = torch.randn(3, 4, 32)
+    edit = io.BoostEach(site=Site(0), sae=sae, features=[5, -1, 9], factor=2.0)
+    z = sae.encode(x)
+    delta = edit.apply(x) - x
+    assert torch.allclose(delta[1], torch.zeros_like(delta[1]))
+    for row, f in ((0, 5), (2, 9)):
+        boosted = z[row].clone()
+        boosted[:, f] += 2.0 * z[row].amax(-1)
+        assert torch.allclose(delta[row], sae.decode(boosted) - sae.decode(z[row]), atol=1e-5)
+
+
+def test_batched_output_scores_equal_one_feature_at_a_time(tiny_models, sae):
+    model, site = tiny_models["gemma2"], Site(1)
+    feats = list(range(0, 64, 3))
+    lens = io.logit_lens(model, sae, 10, feats)
+    batched = io.output_scores(model, sae, site, feats, lens, PROMPT, 10.0, batch_size=64)
+    alone = io.output_scores(model, sae, site, feats, lens, PROMPT, 10.0, batch_size=1, prefix_cache=False)
+    full = io.output_scores(model, sae, site, feats, lens, PROMPT, 10.0, batch_size=64, prefix_cache=False)
+    assert np.allclose(batched["score"], alone["score"], atol=1e-5) and batched["token"] == alone["token"]
+    assert np.allclose(full["score"], alone["score"], atol=1e-6)
+    assert np.ptp(batched["score"]) > 0  # the features move the distribution differently
+
+
+def test_lens_probability_rank_and_product():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    out = io.lens_probability(logits, torch.tensor([[2, 1]]))
+    assert out["token"].item() == 1 and out["rank"].item() == 1
+    assert out["P"].item() == pytest.approx((1 - 1 / 3) * 0.3)
+
+
+def test_input_scores_count_peak_tokens_in_the_lens():
+    # 4 documents, 2 features; feature 0 peaks on token 7 in its 3 active docs, 2 of them in its lens
+    peak = torch.tensor([[3.0, 0.0], [2.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    token = torch.tensor([[7, 1], [7, 4], [8, 1], [9, 1]])
+    lens = torch.tensor([[7, 5], [4, 6]])
+    out = io.input_scores(peak, token, lens, min_examples=2, max_examples=4)
+    assert out["score"][0] == pytest.approx(2 / 3) and out["examples"] == [3, 1]
+    assert np.isnan(out["score"][1])  # one active document: fewer than min_examples
+    assert out["peak_tokens"][0][0] == 7
+
+
+def test_threshold_curve_keeps_high_output_features_and_random_control_matches_size():
+    gen = np.array([0.0, 0.0, 0.0, 2.0, 2.0])
+    s_out = np.array([-0.1, 0.0, 0.1, 0.8, 0.9])
+    curve = io.threshold_curve(gen, s_out, [0.0, 0.5], draws=10, seed=0)
+    assert [c["threshold"] for c in curve] == ["none", 0.0, 0.5] and [c["kept"] for c in curve] == [5, 4, 2]
+    assert curve[0]["mean"] == pytest.approx(0.8) and curve[2]["mean"] == 2.0
+    assert curve[2]["random mean"] < 2.0 and curve[0]["random mean"] == pytest.approx(0.8)
+
+
+def test_classify_and_claims_rules():
+    assert io.classify(0.9, 0.1, 0.5) == "input" and io.classify(float("nan"), 0.9, 0.5) == "output"
+    assert io.classify(0.6, 0.7, 0.5) == "hybrid"
+    trend = [{"layer": i, "depth": (i + 1) / 4, "mean S_in": 0.8 - 0.2 * i, "mean S_out": 0.1 * i} for i in range(4)]
+    assert io._claim_trend(trend)["verdict"] == "reproduced"
+    assert io._claim_trend(trend[::-1] and [t | {"mean S_out": 0.3 - 0.1 * t["layer"]} for t in trend])["verdict"] == "partly"
+
+
+def test_bad_parameters_stop_with_one_sentence():
+    with pytest.raises(io.ParameterError, match="min_examples"):
+        io.check_params({"min_examples": 50, "max_examples": 20, "factors": [1.0]})
+
+
+def test_gemma_parameter_file_names_real_saes_and_runs_on_tiny_gemma2(tmp_path):
+    values = yaml.safe_load((PARAM_DIR / "gemma2-2b.yaml").read_text())
+    for layer in values["layers"]:
+        check_release(values["sae_release"], values["sae_id"].format(layer=layer))
+    for layer in (0, 1):
+        random_sae(32, d_sae=64, k=8, seed=layer).save_model(str(tmp_path / "saes" / f"resid_post_{layer}"))
+    rng = np.random.default_rng(0)
+    corpus, prefixes = tmp_path / "corpus.txt", tmp_path / "prefixes.txt"
+    corpus.write_text("\n".join(" ".join(f"w{i}" for i in rng.integers(3, 60, 12)) for _ in range(40)))
+    prefixes.write_text("\n".join(" ".join(f"w{i}" for i in rng.integers(3, 60, 5)) for _ in range(4)))
+    overrides = {"model": "tiny:gemma2", "device": "cpu", "dtype": "float32", "sae_release": None, "sae_id": None,
+                 "sae_path": str(tmp_path / "saes" / "{position}_{layer}"), "layers": [], "corpus_text": str(corpus),
+                 "corpus_docs": 40, "prefixes_text": str(prefixes), "n_prefixes": 4, "neutral_prompt": "w1 w2 w3",
+                 "gen_tokens": 4, "gen_features": 4, "sweep_features": 3, "factors": [1.0, 10.0], "lens_k": 5,
+                 "min_examples": 5, "batch_size": 64, "setting": "pytest-gemma2"}
+    out = tmp_path / "chapter.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "input_output_scores.ipynb"), str(out),
+                               parameters={**values, **overrides}, cwd=str(ROOT / "book"), kernel_name="python3",
+                               progress_bar=False)
+    saved = json.loads((tmp_path / "results" / "pytest-gemma2" / "input_output_scores" / "results.json").read_text())
+    assert len(saved["results"]["scores"]) == 2 * 64  # every feature of both layers
+    assert len(saved["results"]["claims"]) == 5
+    curves = saved["results"]["curves"]  # at the rule's factor and at the strongest factor (10)
+    assert "10.0" in curves and all(len(c) == 1 + len(values["thresholds"]) for c in curves.values())
+
+
+def test_running_top_examples_do_not_depend_on_the_batching(tiny_models, sae):
+    """The activation cache keeps a running top-n per feature: batches of 3 documents give the top of one batch of all."""
+    from saesteer.subjects import Subject
+
+    subject = Subject(tiny_models["gemma2"], {"model": "tiny:gemma2"})
+    subject._saes[Site(1)] = sae
+    rng = np.random.default_rng(1)
+    docs = [" ".join(f"w{i}" for i in rng.integers(3, 60, rng.integers(3, 9))) for _ in range(12)]
+    small = io.activation_stats(subject, docs, [1], n_top=5, batch_size=3)
+    whole = io.activation_stats(subject, docs, [1], n_top=12, batch_size=64)
+    assert small.peak[1].shape == (5, 64)
+    assert torch.allclose(small.peak[1], whole.peak[1][:5], atol=1e-5)
+    assert (small.peak[1][0] > 0).any()
+
+
+def test_perplexity_of_a_row_does_not_depend_on_its_batch(tiny_models):
+    model = tiny_models["gemma2"]
+    prompts = ["w3 w4", "w5 w6 w7 w8 w9 w10", "w11"]
+    continuations = torch.tensor([[5, 6, 7], [8, 9, 0], [10, 11, 12]])  # 0 = padding after the end
+    together = io.perplexity(model, prompts, continuations)
+    alone = torch.cat([io.perplexity(model, [p], c[None]) for p, c in zip(prompts, continuations)])
+    assert torch.allclose(together, alone, atol=1e-4) and (together > 1).all()
