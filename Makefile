@@ -43,6 +43,7 @@ test: venv chromium
 bench: venv
 	$(PY) benchmarks/refusal_sweep.py
 	$(PY) benchmarks/flow_matching.py --layers 1
+	$(PY) benchmarks/output_scores.py
 
 clean:
 	rm -rf book/_build book/.partial

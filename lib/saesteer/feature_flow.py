@@ -43,6 +43,7 @@ from saesteer.params import Param, ParameterError
 from saesteer.probes import auroc, dialogue_labels
 from saesteer.saes import check_fits, load_sae
 from saesteer.subjects import SUBJECT_PARAMS, device_of
+from saesteer.results import claim
 
 PREDECESSORS = ("resid_prev", "attn_out", "mlp_out")  # R_{L-1}, A_L, M_L
 SHORT = {"resid_prev": "RES", "attn_out": "ATT", "mlp_out": "MLP", "resid_post": "R"}
@@ -753,9 +754,6 @@ def steering_summary(rows: list[dict]) -> list[dict]:
 
 
 # --- 7. claims ------------------------------------------------------------------------------------
-def _claim(number: int, claim: str, paper: str, study: str, verdict: str, evidence: str) -> dict:
-    return {"claim": number, "statement": claim, "paper": paper, "this study": study, "verdict": verdict, "evidence": evidence}
-
 
 def claim_groups(groups: list[dict], agreement: list[dict]) -> dict:
     """"From nowhere" is the commonest group, and cosine categories agree with co-activation."""
@@ -764,12 +762,12 @@ def claim_groups(groups: list[dict], agreement: list[dict]) -> dict:
     by = {r["category"]: r for r in agreement}
     agree = by["translated"]["RES predecessor active"] > by["newborn"]["RES predecessor active"]
     verdict = "reproduced" if top == "From nowhere" and agree else "partly" if agree or top == "From nowhere" else "not reproduced"
-    return _claim(1, "Predecessor groups: 'From nowhere' is the commonest group; data-free categories match co-activation",
-                  "'From nowhere' commonest on Gemma-2-2B; three depth phases",
-                  f"commonest group: {top} ({100 * mean[top]:.0f}% of active pairs); RES predecessor co-active for "
-                  f"{100 * by['translated']['RES predecessor active']:.0f}% of translated vs "
-                  f"{100 * by['newborn']['RES predecessor active']:.0f}% of newborn pairs", verdict,
-                  f"mean group shares over layers: { {g: round(v, 3) for g, v in mean.items()} }.")
+    return claim(1, "Predecessor groups: 'From nowhere' is the commonest group; data-free categories match co-activation",
+                 "'From nowhere' commonest on Gemma-2-2B; three depth phases",
+                 f"commonest group: {top} ({100 * mean[top]:.0f}% of active pairs); RES predecessor co-active for "
+                 f"{100 * by['translated']['RES predecessor active']:.0f}% of translated vs "
+                 f"{100 * by['newborn']['RES predecessor active']:.0f}% of newborn pairs", verdict,
+                 f"mean group shares over layers: { {g: round(v, 3) for g, v in mean.items()} }.")
 
 
 def claim_deactivation(table: list[dict]) -> dict:
@@ -781,10 +779,10 @@ def claim_deactivation(table: list[dict]) -> dict:
     worse = rnd["mean change"] < cos["mean change"]
     verdict = "reproduced" if as_good and close and worse else "partly" if as_good or close else "not reproduced"
     fmt = lambda r: f"{r['mean change']:.2f} [{r['change lo']:.2f}, {r['change hi']:.2f}] / {100 * r['success']:.0f}%"  # noqa: E731
-    return _claim(2, "Top-1 cosine predecessors predict causal dependence about as well as Pearson and close to exhaustive search",
-                  "cosine 0.75 / 65%; Pearson 0.74 / 65%; exhaustive 0.83 / 73%; random top-5 worse",
-                  f"cosine {fmt(cos)}; Pearson {fmt(cor)}; exhaustive {fmt(exh)}; random top-5 {fmt(rnd)}", verdict,
-                  f"n = {cos['n']} features; 'close' = cosine mean change at least 80% of exhaustive's.")
+    return claim(2, "Top-1 cosine predecessors predict causal dependence about as well as Pearson and close to exhaustive search",
+                 "cosine 0.75 / 65%; Pearson 0.74 / 65%; exhaustive 0.83 / 73%; random top-5 worse",
+                 f"cosine {fmt(cos)}; Pearson {fmt(cor)}; exhaustive {fmt(exh)}; random top-5 {fmt(rnd)}", verdict,
+                 f"n = {cos['n']} features; 'close' = cosine mean change at least 80% of exhaustive's.")
 
 
 def claim_graphs(graphs: list[dict], min_auroc: float = 0.7) -> dict:
@@ -793,14 +791,14 @@ def claim_graphs(graphs: list[dict], min_auroc: float = 0.7) -> dict:
     stays = {g["seed"]["topic"]: min(n["topic_auroc"] for n in g["nodes"].values() if n["position"] == "resid_post")
              for g in topical if all(n["topic_auroc"] is not None for n in g["nodes"].values())}
     if not stays:
-        return _claim(3, "Flow graphs of a topic feature stay on the topic at every layer", "qualitative (feature descriptions)",
-                      "no ground truth for this model", "not tested", "")
+        return claim(3, "Flow graphs of a topic feature stay on the topic at every layer", "qualitative (feature descriptions)",
+                     "no ground truth for this model", "not tested", "")
     ok = sum(v >= min_auroc for v in stays.values())
     spans = {g["seed"]["topic"]: len(g["chain"]) for g in topical}
     verdict = "reproduced" if ok == len(stays) else "partly" if ok else "not reproduced"
-    return _claim(3, "Flow graphs of a topic feature stay on the topic at every layer", "qualitative (feature descriptions)",
-                  f"{ok} of {len(stays)} topic graphs keep topic AUROC >= {min_auroc} at every residual node", verdict,
-                  f"lowest residual-node AUROC per topic { {t: round(v, 3) for t, v in stays.items()} }; layers spanned {spans}.")
+    return claim(3, "Flow graphs of a topic feature stay on the topic at every layer", "qualitative (feature descriptions)",
+                 f"{ok} of {len(stays)} topic graphs keep topic AUROC >= {min_auroc} at every residual node", verdict,
+                 f"lowest residual-node AUROC per topic { {t: round(v, 3) for t, v in stays.items()} }; layers spanned {spans}.")
 
 
 def claim_cumulative(summary: list[dict], small: Sequence[float]) -> dict:
@@ -817,10 +815,10 @@ def claim_cumulative(summary: list[dict], small: Sequence[float]) -> dict:
     higher = sum(max(r["topic x coherence"] for (k, c), r in at.items() if c == s and k not in ("single", "none"))
                  > at[("single", s)]["topic x coherence"] for s in small)
     verdict = "reproduced" if wins == len(small) else "partly" if wins or higher == len(small) else "not reproduced"
-    return _claim(4, "Cumulative flow-graph steering beats single-layer steering at small coefficients",
-                  "cumulative better at small s, less sensitive to hyperparameters",
-                  f"best cumulative schedule's interval above single-layer's at {wins} of {len(small)} small coefficients "
-                  f"(higher mean at {higher})", verdict, "; ".join(evidence) + ".")
+    return claim(4, "Cumulative flow-graph steering beats single-layer steering at small coefficients",
+                 "cumulative better at small s, less sensitive to hyperparameters",
+                 f"best cumulative schedule's interval above single-layer's at {wins} of {len(small)} small coefficients "
+                 f"(higher mean at {higher})", verdict, "; ".join(evidence) + ".")
 
 
 def claim_tradeoff(summary: list[dict]) -> dict:
@@ -831,9 +829,9 @@ def claim_tradeoff(summary: list[dict]) -> dict:
     up = float(np.mean([r["topic share"] for r in top])) - base["topic share"]
     down = base["coherence"] - float(np.mean([r["coherence"] for r in top]))
     verdict = "reproduced" if up > 0 and down > 0 else "partly" if up > 0 or down > 0 else "not reproduced"
-    return _claim(5, "Steering raises the behaviour and lowers coherence", "behaviour up, coherence down",
-                  f"at s={strongest:g}: topic share {base['topic share']:.2f} -> {base['topic share'] + up:.2f}, coherence "
-                  f"{base['coherence']:.2f} -> {base['coherence'] - down:.2f} (mean over schedules)", verdict, "")
+    return claim(5, "Steering raises the behaviour and lowers coherence", "behaviour up, coherence down",
+                 f"at s={strongest:g}: topic share {base['topic share']:.2f} -> {base['topic share'] + up:.2f}, coherence "
+                 f"{base['coherence']:.2f} -> {base['coherence'] - down:.2f} (mean over schedules)", verdict, "")
 
 
 # --- stages as the notebook calls them ------------------------------------------------------------

@@ -36,6 +36,7 @@ from saesteer.hooks import Site, layout, walk
 from saesteer.interventions import FeatureEdit, _visit, batches, forward_with_edits, generate_with_edits
 from saesteer.params import Param, ParameterError
 from saesteer.subjects import SUBJECT_PARAMS
+from saesteer.results import claim
 
 PARAMS = {  # the chapter's parameters
     "setting": Param(str),  # results go to data/results/<setting>/input_output_scores/
@@ -477,9 +478,6 @@ def group_table(rows: Sequence[dict], groups: dict[str, dict[tuple[int, int], st
 
 
 # --- 7. claims ----------------------------------------------------------------------------------------
-def _claim(number: int, claim: str, paper: str, study: str, verdict: str, evidence: str) -> dict:
-    return {"claim": number, "statement": claim, "paper": paper, "this study": study, "verdict": verdict, "evidence": evidence}
-
 
 def claims(trend: Sequence[dict], rows: Sequence[dict], curves: dict[float, list[dict]], factor: float, examples: dict,
            cut: float) -> list[dict]:
@@ -509,10 +507,10 @@ def _claim_trend(trend: Sequence[dict]) -> dict:
     in_e, in_l, out_e, out_l = mean(early, "mean S_in"), mean(late, "mean S_in"), mean(early, "mean S_out"), mean(late, "mean S_out")
     both = in_e > in_l and out_l > out_e
     verdict = "reproduced" if both else "partly" if in_e > in_l or out_l > out_e else "not reproduced"
-    return _claim(1, "Input features dominate early layers, output features late layers",
-                  "depth 0-50%: high S_in, S_out ~ 0; depth 66-100%: the reverse",
-                  f"mean S_in {in_e:.2f} (depth <= 50%) vs {in_l:.2f} (later); mean S_out {out_e:.3f} vs {out_l:.3f}",
-                  verdict, "per layer (S_in, S_out): " + ", ".join(f"L{t['layer']} ({t['mean S_in']:.2f}, {t['mean S_out']:.3f})" for t in trend))
+    return claim(1, "Input features dominate early layers, output features late layers",
+                 "depth 0-50%: high S_in, S_out ~ 0; depth 66-100%: the reverse",
+                 f"mean S_in {in_e:.2f} (depth <= 50%) vs {in_l:.2f} (later); mean S_out {out_e:.3f} vs {out_l:.3f}",
+                 verdict, "per layer (S_in, S_out): " + ", ".join(f"L{t['layer']} ({t['mean S_in']:.2f}, {t['mean S_out']:.3f})" for t in trend))
 
 
 def _claim_hybrids(rows: Sequence[dict], cut: float) -> dict:
@@ -521,9 +519,9 @@ def _claim_hybrids(rows: Sequence[dict], cut: float) -> dict:
     expected = (n_in + n_hyb) * (n_out + n_hyb) / len(rows)  # if the two were independent
     verdict = "reproduced" if n_hyb < 0.1 * min(n_in + n_hyb, n_out + n_hyb) or n_hyb < 0.5 * expected else (
         "partly" if n_hyb < expected else "not reproduced")
-    return _claim(2, "High input and high output scores rarely co-occur (features hug the axes)", "few hybrids",
-                  f"{n_hyb} hybrids among {len(rows)} features (both scores >= {cut}); {n_in} input, {n_out} output",
-                  verdict, f"hybrids expected if the scores were independent: {expected:.1f}.")
+    return claim(2, "High input and high output scores rarely co-occur (features hug the axes)", "few hybrids",
+                 f"{n_hyb} hybrids among {len(rows)} features (both scores >= {cut}); {n_in} input, {n_out} output",
+                 verdict, f"hybrids expected if the scores were independent: {expected:.1f}.")
 
 
 def _claims_filter(curve: Sequence[dict]) -> list[dict]:
@@ -533,18 +531,18 @@ def _claims_filter(curve: Sequence[dict]) -> list[dict]:
     gain = best["mean"] / base["mean"] if base["mean"] > 0.01 else float("inf")  # no gain unfiltered: any gain is "x-fold"
     above = best["lo"] > base["hi"]
     verdict = "reproduced" if gain >= 2 and above else "partly" if above else "not reproduced"
-    c3 = _claim(3, "Filtering out low-output-score features gives 2-3x better steering", "GenSuccess@20 0.5-0.6 -> 1.1-1.4 (threshold 0.9)",
-                f"mean GenSuccess gain {base['mean']:.2f} [{base['lo']:.2f}, {base['hi']:.2f}] (no filter, {base['kept']} features) -> "
-                f"{best['mean']:.2f} [{best['lo']:.2f}, {best['hi']:.2f}] at S_out >= {best['threshold']:g} ({best['kept']} kept): {gain:.1f}x",
-                verdict, "GenSuccess gain over unsteered continuations; curve: "
-                + ", ".join(f"{c['threshold']}: {c['mean']:.2f} (n={c['kept']})" for c in curve))
+    c3 = claim(3, "Filtering out low-output-score features gives 2-3x better steering", "GenSuccess@20 0.5-0.6 -> 1.1-1.4 (threshold 0.9)",
+               f"mean GenSuccess gain {base['mean']:.2f} [{base['lo']:.2f}, {base['hi']:.2f}] (no filter, {base['kept']} features) -> "
+               f"{best['mean']:.2f} [{best['lo']:.2f}, {best['hi']:.2f}] at S_out >= {best['threshold']:g} ({best['kept']} kept): {gain:.1f}x",
+               verdict, "GenSuccess gain over unsteered continuations; curve: "
+               + ", ".join(f"{c['threshold']}: {c['mean']:.2f} (n={c['kept']})" for c in curve))
     flat = best["random lo"] <= base["mean"] <= best["random hi"]  # random filters reproduce the unfiltered mean
     beaten = best["random hi"] < best["lo"]  # and stay below the output-score filter's interval
-    c4 = _claim(4, "A random filter of the same size gives no gain", "no gain",
-                f"random filter keeping {best['kept']}: {best['random mean']:.2f} [{best['random lo']:.2f}, {best['random hi']:.2f}] "
-                f"vs unfiltered {base['mean']:.2f} and output-score filter {best['mean']:.2f} [{best['lo']:.2f}, {best['hi']:.2f}]",
-                "reproduced" if flat and beaten else "partly" if flat else "not reproduced",
-                "random draws per threshold; interval = 2.5-97.5% of the draws' means.")
+    c4 = claim(4, "A random filter of the same size gives no gain", "no gain",
+               f"random filter keeping {best['kept']}: {best['random mean']:.2f} [{best['random lo']:.2f}, {best['random hi']:.2f}] "
+               f"vs unfiltered {base['mean']:.2f} and output-score filter {best['mean']:.2f} [{best['lo']:.2f}, {best['hi']:.2f}]",
+               "reproduced" if flat and beaten else "partly" if flat else "not reproduced",
+               "random draws per threshold; interval = 2.5-97.5% of the draws' means.")
     return [c3, c4]
 
 
@@ -632,15 +630,15 @@ def ground_truth_features(tokenizer, scored: Sequence[dict], probes: dict | None
 def _claim_examples(examples: dict, cut: float) -> dict:
     inp, out = examples["input feature"], examples["output feature"]
     if inp is None:
-        return _claim(5, "A high-input-score feature fails to steer; a high-output-score feature steers", "worked examples",
-                      "no measured feature with a high input and low output score", "not tested", "")
+        return claim(5, "A high-input-score feature fails to steer; a high-output-score feature steers", "worked examples",
+                     "no measured feature with a high input and low output score", "not tested", "")
     gain_in, gain_out = inp["gain"], out["gain"]
     verdict = "reproduced" if gain_out > 2 * max(gain_in, 0.0) + 0.5 and inp["S_in"] >= cut else "partly" if gain_out > gain_in else "not reproduced"
-    return _claim(5, "A high-input-score feature fails to steer; a high-output-score feature steers", "worked examples",
-                  f"L{inp['layer']}/{inp['feature']} (S_in {inp['S_in']:.2f}, S_out {inp['S_out']:.2f}): GenSuccess "
-                  f"{inp['baseline']:.2f} -> {inp['gen_success']:.2f}; L{out['layer']}/{out['feature']} (S_in {out['S_in']:.2f}, "
-                  f"S_out {out['S_out']:.2f}): {out['baseline']:.2f} -> {out['gen_success']:.2f}", verdict,
-                  f"GenSuccess unsteered -> steered at factor {out['factor']:g}.")
+    return claim(5, "A high-input-score feature fails to steer; a high-output-score feature steers", "worked examples",
+                 f"L{inp['layer']}/{inp['feature']} (S_in {inp['S_in']:.2f}, S_out {inp['S_out']:.2f}): GenSuccess "
+                 f"{inp['baseline']:.2f} -> {inp['gen_success']:.2f}; L{out['layer']}/{out['feature']} (S_in {out['S_in']:.2f}, "
+                 f"S_out {out['S_out']:.2f}): {out['baseline']:.2f} -> {out['gen_success']:.2f}", verdict,
+                 f"GenSuccess unsteered -> steered at factor {out['factor']:g}.")
 
 
 # --- figures ---------------------------------------------------------------------------------------------

@@ -78,3 +78,11 @@ class Cache:
         result = compute()
         write_json(path, result)
         return read_json(path)  # the same types whether computed now or reused later
+
+
+def claim(number: int, statement: str, paper: str, study: str, verdict: str, evidence: str) -> dict:
+    """One row of a chapter's claims table (the schema every chapter shares, for the book's scorecard):
+    the paper's claim, its number, this study's number, a verdict (reproduced / partly / not
+    reproduced) and one sentence of evidence."""
+    return {"claim": number, "statement": statement, "paper": paper, "this study": study, "verdict": verdict,
+            "evidence": evidence}

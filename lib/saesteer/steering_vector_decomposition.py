@@ -41,6 +41,7 @@ from saesteer.language import Language
 from saesteer.params import Param, ParameterError
 from saesteer.probes import auroc
 from saesteer.subjects import SUBJECT_PARAMS
+from saesteer.results import claim
 
 PARAMS = {  # the chapter's parameters
     "setting": Param(str),  # results go to data/results/<setting>/steering_vector_decomposition/
@@ -464,19 +465,15 @@ def claims(analysis: dict, steering: list[dict], k: int) -> list[dict]:
             _claim_negative(analysis["negative"]), _claim_alternatives(analysis["methods"]), _claim_steering(steering)]
 
 
-def _claim(number: int, claim: str, paper: str, study: str, verdict: str, evidence: str) -> dict:
-    return {"claim": number, "statement": claim, "paper": paper, "this study": study, "verdict": verdict, "evidence": evidence}
-
-
 def _claim_norm(norms: dict) -> dict:
     """Reproduced when fewer than 5% of real tokens have a norm below |v|; partly when |v| is below the median."""
     share = norms["share_below_v"]
     verdict = "reproduced" if share < 0.05 else "partly" if norms["ratio_to_median"] < 1 else "not reproduced"
-    return _claim(1, "A steering vector's norm is far below the norms of real activations",
-                  "|v| far below the real-norm distribution (200k tokens)",
-                  f"|v| = {norms['v_norm']:.2f}, median real norm {norms['q50']:.1f} (ratio {norms['ratio_to_median']:.3f}); "
-                  f"{100 * share:.1f}% of real tokens lie below |v|", verdict,
-                  f"real-norm 1st/5th/95th percentiles {norms['q01']:.1f} / {norms['q05']:.1f} / {norms['q95']:.1f}.")
+    return claim(1, "A steering vector's norm is far below the norms of real activations",
+                 "|v| far below the real-norm distribution (200k tokens)",
+                 f"|v| = {norms['v_norm']:.2f}, median real norm {norms['q50']:.1f} (ratio {norms['ratio_to_median']:.3f}); "
+                 f"{100 * share:.1f}% of real tokens lie below |v|", verdict,
+                 f"real-norm 1st/5th/95th percentiles {norms['q01']:.1f} / {norms['q05']:.1f} / {norms['q95']:.1f}.")
 
 
 def _claim_bias(table: dict, k: int) -> dict:
@@ -484,11 +481,11 @@ def _claim_bias(table: dict, k: int) -> dict:
     shared = overlap(table["v"], table["zero"])
     verdict = "reproduced" if shared >= 0.6 * k else "partly" if shared > 0 else "not reproduced"
     zero_max = max((r["value"] for r in table["zero"]), default=0.0)
-    return _claim(2, "encode(v) is dominated by the encoder bias: its top latents are those of encode(0)",
-                  "4 of the top 5 latents shared (4888: 95.0 vs 89.1)",
-                  f"{shared} of the top {k} shared; largest code of encode(0) {zero_max:.3f}, of encode(v) "
-                  f"{table['v'][0]['value']:.3f}", verdict,
-                  f"top of encode(v): {[r['feature'] for r in table['v']]}; of encode(0): {[r['feature'] for r in table['zero']]}.")
+    return claim(2, "encode(v) is dominated by the encoder bias: its top latents are those of encode(0)",
+                 "4 of the top 5 latents shared (4888: 95.0 vs 89.1)",
+                 f"{shared} of the top {k} shared; largest code of encode(0) {zero_max:.3f}, of encode(v) "
+                 f"{table['v'][0]['value']:.3f}", verdict,
+                 f"top of encode(v): {[r['feature'] for r in table['v']]}; of encode(0): {[r['feature'] for r in table['zero']]}.")
 
 
 def _claim_scaling(table: dict, k: int) -> dict:
@@ -497,10 +494,10 @@ def _claim_scaling(table: dict, k: int) -> dict:
     rows = table["scales"]
     row = next((r for r in rows if r["norm_over_median"] >= 1), rows[-1])
     verdict = "reproduced" if row["overlap_with_zero"] >= 0.6 * k else "partly" if row["overlap_with_zero"] > 0 else "not reproduced"
-    return _claim(3, "Scaling v up does not fix the decomposition (bias features persist)", "qualitative: still bias-dominated",
-                  f"at a = {row['scale']:g} (|a v| = {row['norm_over_median']:.2f} x median real norm) {row['overlap_with_zero']} "
-                  f"of the top {k} are encode(0)'s", verdict,
-                  f"overlap with encode(0) by scale: { {r['scale']: r['overlap_with_zero'] for r in rows} }.")
+    return claim(3, "Scaling v up does not fix the decomposition (bias features persist)", "qualitative: still bias-dominated",
+                 f"at a = {row['scale']:g} (|a v| = {row['norm_over_median']:.2f} x median real norm) {row['overlap_with_zero']} "
+                 f"of the top {k} are encode(0)'s", verdict,
+                 f"overlap with encode(0) by scale: { {r['scale']: r['overlap_with_zero'] for r in rows} }.")
 
 
 def _negative_checks(row: dict) -> dict:
@@ -516,12 +513,12 @@ def _claim_negative(rows: list[dict]) -> dict:
     weak = [r for r, c in zip(rows, checks) if c["lost"] and c["more on negative"] and c["mirror spurious"]]
     verdict = "reproduced" if full else "partly" if weak else "not reproduced"
     best = (full or weak or rows)[0]
-    return _claim(4, "A strongly negative projection is lost by the encoder and a roughly opposite feature fires instead",
-                  "14004: projection -7.27, code 0.00; mirror 3517 (cosine -0.82) active",
-                  f"{best['feature']}: projection {best['projection']:.2f}, code {best['code on v']:.2f}, mean code on negative / "
-                  f"positive answers {best['mean on negative']:.2f} / {best['mean on positive']:.2f}; mirror {best['mirror']} "
-                  f"(cosine {best['mirror cosine']:.2f}) code on v {best['mirror code on v']:.3f} vs on 0 {best['mirror code on 0']:.3f}",
-                  verdict, f"checks of the strongest negative projections: { {r['feature']: c for r, c in zip(rows, checks)} }.")
+    return claim(4, "A strongly negative projection is lost by the encoder and a roughly opposite feature fires instead",
+                 "14004: projection -7.27, code 0.00; mirror 3517 (cosine -0.82) active",
+                 f"{best['feature']}: projection {best['projection']:.2f}, code {best['code on v']:.2f}, mean code on negative / "
+                 f"positive answers {best['mean on negative']:.2f} / {best['mean on positive']:.2f}; mirror {best['mirror']} "
+                 f"(cosine {best['mirror cosine']:.2f}) code on v {best['mirror code on v']:.3f} vs on 0 {best['mirror code on 0']:.3f}",
+                 verdict, f"checks of the strongest negative projections: { {r['feature']: c for r, c in zip(rows, checks)} }.")
 
 
 def _claim_alternatives(methods: list[dict]) -> dict:
@@ -532,10 +529,10 @@ def _claim_alternatives(methods: list[dict]) -> dict:
     alts = [by["f(a+) - f(a-)"]["precision"], by["signed projection"]["precision"]]
     verdict = ("reproduced" if all(a > naive and a >= 0.5 for a in alts) else "partly" if any(a > naive for a in alts)
                else "not reproduced")
-    return _claim(5, "Encoding differences and signed decoder projections recover the behaviour's features",
-                  "qualitative (no ground truth in the paper)",
-                  "share of top features that are ground-truth features: " + ", ".join(f"{m['method']} {m['precision']:.0%}" for m in methods),
-                  verdict, "ground truth: features whose code separates positive from negative answer tokens of held-out pairs.")
+    return claim(5, "Encoding differences and signed decoder projections recover the behaviour's features",
+                 "qualitative (no ground truth in the paper)",
+                 "share of top features that are ground-truth features: " + ", ".join(f"{m['method']} {m['precision']:.0%}" for m in methods),
+                 verdict, "ground truth: features whose code separates positive from negative answer tokens of held-out pairs.")
 
 
 def _claim_steering(rows: list[dict]) -> dict:
@@ -547,10 +544,10 @@ def _claim_steering(rows: list[dict]) -> dict:
     others = [r for r in rows if r["vector"] not in ("v", "SAE reconstruction", "random direction")]
     best = max(others, key=lambda r: r["p_shift"])
     fmt = lambda r: f"{r['p_shift']:+.3f} [{r['p_lo']:+.3f}, {r['p_hi']:+.3f}]"  # noqa: E731
-    return _claim(6, "Steering with the SAE reconstruction of v is weaker than steering with v",
-                  "qualitative (the reconstruction loses the bias-free and negative components)",
-                  f"shift of P(positive): v {fmt(v)}, reconstruction {fmt(rec)}", verdict,
-                  f"best alternative: {best['vector']} {fmt(best)}; random direction {fmt(by['random direction'])}.")
+    return claim(6, "Steering with the SAE reconstruction of v is weaker than steering with v",
+                 "qualitative (the reconstruction loses the bias-free and negative components)",
+                 f"shift of P(positive): v {fmt(v)}, reconstruction {fmt(rec)}", verdict,
+                 f"best alternative: {best['vector']} {fmt(best)}; random direction {fmt(by['random direction'])}.")
 
 
 def main(argv: list[str] | None = None) -> int:
