@@ -181,14 +181,20 @@ def decoder(saes: Callable[[Site], SAE], site: Site) -> torch.Tensor:
 def match_layer(saes: Callable[[Site], SAE], layer: int, k: int, chunk: int = 2048) -> dict:
     """For every resid_post feature at ``layer``: top-k cosine matches at each predecessor position,
     as {position: {"sim": [F][k], "idx": [F][k]}} (``resid_prev`` is None at layer 0)."""
-    target = decoder(saes, Site(layer))
+    return _match_predecessors(layer, decoder(saes, Site(layer)), lambda site: decoder(saes, site), k, chunk)
+
+
+def _match_predecessors(layer: int, target: torch.Tensor, rows_at: Callable[[Site], torch.Tensor], k: int,
+                        chunk: int) -> dict:
+    """Top-k matches of ``target``'s rows among ``rows_at(site)`` for each predecessor site of ``layer``
+    ({position: {"sim", "idx"}}, None where the position has no site): shared by cosine and Pearson matching."""
     out = {}
     for position in PREDECESSORS:
         site = predecessor_site(layer, position)
         if site is None:
             out[position] = None
             continue
-        sim, idx = top_matches(target, decoder(saes, site), k, chunk)
+        sim, idx = top_matches(target, rows_at(site), k, chunk)
         out[position] = {"sim": sim.tolist(), "idx": idx.tolist()}
     return out
 
@@ -344,16 +350,7 @@ def pearson_matches(codes: dict[Site, torch.Tensor], layer: int, k: int, chunk: 
         z = z - z.mean(0)
         return (z / z.norm(dim=0).clamp_min(1e-12)).T  # rows = features, unit norm: dot = correlation
 
-    target = standard(codes[Site(layer)])
-    out = {}
-    for position in PREDECESSORS:
-        site = predecessor_site(layer, position)
-        if site is None:
-            out[position] = None
-            continue
-        sim, idx = top_matches(target, standard(codes[site]), k, chunk)
-        out[position] = {"sim": sim.tolist(), "idx": idx.tolist()}
-    return out
+    return _match_predecessors(layer, standard(codes[Site(layer)]), lambda site: standard(codes[site]), k, chunk)
 
 
 def _pooled(match: dict, feature: int, k: int) -> list[tuple[float, str, int]]:
