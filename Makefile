@@ -30,7 +30,9 @@ organism: venv
 chapters: venv
 	$(PY) -m saesteer.pipeline
 
+# Fails before rendering when an executed chapter is missing or stale (run `make chapters`).
 html: venv
+	$(PY) -m saesteer.pipeline --check
 	$(VENV)/bin/jupyter-book build . --toc book/_toc.yml --path-output book -W -n --keep-going
 
 book: chapters html

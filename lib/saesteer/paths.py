@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
+
 
 def repo_root() -> Path:
     """The repository root: the nearest folder above the working directory with ``_config.yml`` and ``lib/``.
@@ -18,13 +20,22 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def results_dir(setting: str, chapter: str) -> Path:
-    """``data/results/<setting>/<chapter>/``, created if missing.
+def chapter_param_files(root: Path | None = None, listing: str | Path = "notebooks/chapters.yaml") -> dict[str, Path]:
+    """Chapter name -> the parameter file it is built with, from a listing of ``chapter: setting`` lines
+    (the book's is ``notebooks/chapters.yaml``; a relative ``listing`` is read from the repository)."""
+    root = root or repo_root()
+    settings = yaml.safe_load((root / listing).read_text())
+    return {name: root / "notebooks" / "params" / name / f"{setting}.yaml" for name, setting in settings.items()}
 
-    ``SAESTEER_RESULTS`` moves the results root elsewhere (tests use it to keep ``data/`` clean).
-    """
-    root = Path(os.environ.get("SAESTEER_RESULTS") or repo_root() / "data" / "results")
-    folder = root / setting / chapter
+
+def results_root(root: Path | None = None) -> Path:
+    """``data/results/``, or ``SAESTEER_RESULTS`` when set (tests use it to keep ``data/`` clean)."""
+    return Path(os.environ.get("SAESTEER_RESULTS") or (root or repo_root()) / "data" / "results")
+
+
+def results_dir(setting: str, chapter: str) -> Path:
+    """``data/results/<setting>/<chapter>/`` under ``results_root()``, created if missing."""
+    folder = results_root() / setting / chapter
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -2,12 +2,13 @@
 
 ``notebooks/chapters.yaml`` names each chapter and the parameter file the book
 is built with. A chapter is re-executed only when its notebook, its parameter
-file or the library changed since its executed copy was written (a stamp in the
-executed notebook's metadata), so an interrupted ``make book`` resumes where it
-stopped. Each notebook is executed into ``book/.partial/`` and moved into place
+file, the library or the results it reads from other chapters (``READS``)
+changed since its executed copy was written (a stamp in the executed notebook's
+metadata), so an interrupted ``make book`` resumes where it stopped. Each notebook is executed into ``book/.partial/`` and moved into place
 only when it finished, so a failed run never replaces a good page.
 
-Usage: ``python -m saesteer.pipeline [--only CHAPTER] [--force]``.
+Usage: ``python -m saesteer.pipeline [--only CHAPTER] [--force] [--check]``; ``--check`` executes
+nothing and fails when an executed chapter is missing or stale (``make html`` runs it first).
 """
 
 from __future__ import annotations
@@ -23,16 +24,21 @@ import nbformat
 import papermill
 
 from saesteer.params import ParameterError, read_param_file
-from saesteer.paths import repo_root
+from saesteer.paths import chapter_param_files, repo_root
 from saesteer.results import source_digest
+from saesteer.scorecard import PAPERS
 
 STAMP_KEY = "saesteer_stamp"
+READS = {  # chapter -> the chapters whose results files it reads (listed before it in chapters.yaml)
+    "feature_flow": ["refusal_steering"],
+    "synthesis": list(PAPERS),
+    "intro": list(PAPERS),
+}
 
 
 def chapters(root: Path) -> dict[str, Path]:
     """Chapter name -> the parameter file the book is built with."""
-    listing = read_param_file(root / "notebooks" / "chapters.yaml")
-    return {name: root / "notebooks" / "params" / name / f"{setting}.yaml" for name, setting in listing.items()}
+    return chapter_param_files(root)
 
 
 def check_param_file(notebook: Path, param_file: Path) -> dict:
@@ -47,13 +53,28 @@ def check_param_file(notebook: Path, param_file: Path) -> dict:
     return values
 
 
+def upstream_results(root: Path, name: str) -> list[Path]:
+    """The results files of the chapters ``name`` reads, where the book's parameter files put them
+    (always under the repository's ``data/results/``, the book's own results)."""
+    listing = chapters(root)
+    return [root / "data" / "results" / read_param_file(listing[up])["setting"] / up / "results.json" for up in READS.get(name, [])]
+
+
 def stamp(root: Path, notebook: Path, param_file: Path) -> str:
-    """A hash of everything an executed chapter depends on: notebook, parameters, library code and
-    the organism's manifest (which changes whenever the organism is rebuilt)."""
+    """A hash of everything an executed chapter depends on: notebook, parameters, library code, the
+    organism's manifest (which changes whenever the organism is rebuilt) and the results it reads."""
     digest = source_digest(root)
     for path in [notebook, param_file]:
         digest.update(path.read_bytes())
+    for path in upstream_results(root, notebook.stem):
+        digest.update(path.read_bytes() if path.is_file() else b"missing " + str(path).encode())
     return digest.hexdigest()[:16]
+
+
+def stale_chapters(root: Path) -> list[str]:
+    """The chapters whose executed copy in ``book/`` is missing or not current with its sources."""
+    return [name for name, param_file in chapters(root).items()
+            if not is_current(root / "book" / f"{name}.ipynb", stamp(root, root / "notebooks" / f"{name}.ipynb", param_file))]
 
 
 def is_current(executed: Path, expected: str) -> bool:
@@ -61,6 +82,16 @@ def is_current(executed: Path, expected: str) -> bool:
     if not executed.is_file():
         return False
     return nbformat.read(executed, as_version=4).metadata.get(STAMP_KEY) == expected
+
+
+def hide_injected_parameters(executed: nbformat.NotebookNode) -> None:
+    """Give papermill's injected-parameters cell the ``remove-cell`` tag when the notebook's own
+    parameters cell carries it (the front page shows no parameters; the chapters show theirs)."""
+    tags = [cell.metadata.get("tags", []) for cell in executed.cells]
+    if any("parameters" in t and "remove-cell" in t for t in tags):
+        for cell, t in zip(executed.cells, tags):
+            if "injected-parameters" in t and "remove-cell" not in t:
+                cell.metadata["tags"] = [*t, "remove-cell"]
 
 
 def run_chapter(root: Path, name: str, param_file: Path, force: bool = False) -> bool:
@@ -79,6 +110,7 @@ def run_chapter(root: Path, name: str, param_file: Path, force: bool = False) ->
     os.environ.setdefault("TQDM_DISABLE", "1")
     papermill.execute_notebook(str(notebook), str(partial), parameters=values, cwd=str(root / "book"), kernel_name="python3")
     executed = nbformat.read(partial, as_version=4)
+    hide_injected_parameters(executed)
     executed.metadata[STAMP_KEY] = expected
     nbformat.write(executed, partial)
     shutil.move(partial, target)
@@ -90,8 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", help="run just this chapter")
     parser.add_argument("--force", action="store_true", help="re-execute even if up to date")
+    parser.add_argument("--check", action="store_true", help="execute nothing; fail if a chapter is stale")
     args = parser.parse_args(argv)
     root = repo_root()
+    if args.check:
+        stale = stale_chapters(root)
+        for name in stale:
+            print(f"book/{name}.ipynb is missing or stale: run `python -m saesteer.pipeline --only {name}`", file=sys.stderr)
+        return 1 if stale else 0
     todo = chapters(root)
     if args.only:
         if args.only not in todo:

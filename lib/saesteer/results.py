@@ -42,8 +42,36 @@ def save_results(folder: Path, params: dict, results: dict) -> Path:
     return write_json(Path(folder) / "results.json", {"params": params, "results": results})
 
 
+def unreadable(fig: plt.Figure) -> list[str]:
+    """What a reader would miss in ``fig``: a title, or an axis label, on any plotting axes.
+
+    A figure-wide ``suptitle`` / ``supxlabel`` / ``supylabel`` counts for every axes, an axes
+    sharing an axis with a labelled one counts as labelled, and colorbars and axes drawn with
+    their axis off (graph drawings) need only the title.
+    """
+    missing = []
+    titled = bool(fig._suptitle and fig._suptitle.get_text())
+    for i, ax in enumerate(fig.axes):
+        if ax.get_label() == "<colorbar>":
+            continue
+        if not (titled or ax.get_title()):
+            missing.append(f"axes {i} has no title")
+        if not ax.axison:
+            continue
+        for axis in "xy":
+            sup = getattr(fig, f"_sup{axis}label", None)
+            shared = getattr(ax, f"get_shared_{axis}_axes")().get_siblings(ax)
+            if not ((sup and sup.get_text()) or any(getattr(a, f"get_{axis}label")() for a in shared)):
+                missing.append(f"axes {i} has no {axis} label")
+    return missing
+
+
 def save_figure(fig: plt.Figure, folder: Path, name: str) -> Path:
-    """Save ``fig`` as ``<folder>/figures/<name>.png`` (the one path every chapter's figures take)."""
+    """Save ``fig`` as ``<folder>/figures/<name>.png`` (the one path every chapter's figures take),
+    after checking it has titles and axis labels (``unreadable``); a figure without them is an error."""
+    missing = unreadable(fig)
+    if missing:
+        raise ValueError(f"figure {name!r} is not readable: {'; '.join(missing)}")
     path = Path(folder) / "figures" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -1,0 +1,127 @@
+"""The front page's scorecard: every claim of the four papers, read from the chapters' results files.
+
+Nothing in the table is typed by hand: each row comes from a chapter's
+``results.json`` (the ``claims`` rows of ``results.claim``). A results file that
+is missing, or whose parameters differ from those its notebook would run with
+today (the notebook's defaults overridden by the parameter file the book is
+built with), stops the scorecard with an error that names the command to rerun,
+so the book can never show numbers from another configuration.
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+from pathlib import Path
+
+import papermill
+from docutils.nodes import make_id
+
+from saesteer.params import Param, read_param_file
+from saesteer.paths import results_root
+from saesteer.results import read_json
+
+PAPERS = {  # chapter -> (letter, bibliography key)
+    "refusal_steering": ("A", "obrien2024refusal"),
+    "steering_vector_decomposition": ("B", "mayne2024decompose"),
+    "feature_flow": ("C", "laptev2025flow"),
+    "input_output_scores": ("D", "arad2025select"),
+}
+
+SECTIONS = {  # chapter -> claim number -> the heading of the section that shows its evidence
+    "refusal_steering": {1: "The clamp sweep", 2: "The clamp sweep", 3: "The clamp sweep", 4: "The clamp sweep",
+                         5: "The clamp sweep"},
+    "steering_vector_decomposition": {1: "The norm of v against real activations",
+                                      2: "Table 1: the top latents of encode(v) and of encode(0)",
+                                      3: "Table 1: the top latents of encode(v) and of encode(0)",
+                                      4: "Negative projections",
+                                      5: "Alternative decompositions against the ground truth",
+                                      6: "Steering with each decomposition"},
+    "feature_flow": {1: "Data-free matching", 2: "Causal validation by deactivation", 3: "Flow graphs",
+                     4: "Multi-layer steering with a flow graph", 5: "Multi-layer steering with a flow graph"},
+    "input_output_scores": {1: "Both scores for every feature", 2: "Both scores for every feature",
+                            3: "Steering success", 4: "Steering success", 5: "Two worked examples"},
+}
+
+VERDICTS = ("reproduced", "partly", "not reproduced")
+
+PARAMS = {  # the front page's parameters
+    "chapters_file": Param(str),  # chapter -> setting listing, relative to the repository (the book's: notebooks/chapters.yaml)
+}
+
+
+class ResultsError(RuntimeError):
+    """A chapter's results file is missing or was produced with other parameters than the book's."""
+
+
+def expected_params(notebook: Path, param_file: Path) -> dict:
+    """The parameters the notebook runs with: its parameters cell's defaults, overridden by the file."""
+    cell = papermill.inspect_notebook(str(notebook))
+    values = {name: ast.literal_eval(spec["default"]) for name, spec in cell.items()}
+    return values | read_param_file(param_file)
+
+
+def load_results(root: Path, chapter: str, param_file: Path) -> dict:
+    """A chapter's results, after checking the file exists and matches the book's parameters."""
+    rerun = f"run `python -m saesteer.pipeline --only {chapter}`"
+    expected = expected_params(root / "notebooks" / f"{chapter}.ipynb", param_file)
+    path = results_root(root) / expected["setting"] / chapter / "results.json"
+    if not path.is_file():
+        raise ResultsError(f"{chapter}: no results file at {path}; {rerun}.")
+    stored = read_json(path)
+    differ = sorted(k for k in set(expected) | set(stored["params"]) if expected.get(k) != stored["params"].get(k))
+    if differ:
+        raise ResultsError(f"{chapter}: {path} is stale: its parameters differ from {param_file.name} "
+                           f"in {', '.join(differ)}; {rerun}.")
+    return stored["results"]
+
+
+def section_link(chapter: str, number: int) -> str:
+    """The page and anchor of the section that shows a claim (Sphinx makes anchors with docutils' make_id)."""
+    return f"{chapter}.html#{make_id(SECTIONS[chapter][number])}"
+
+
+def rows(root: Path, listing: dict[str, Path]) -> list[dict]:
+    """One row per claim of every paper chapter in ``listing`` (chapter -> parameter file)."""
+    table = []
+    for chapter, (letter, _) in PAPERS.items():
+        if chapter not in listing:
+            raise ResultsError(f"the book's chapter list has no {chapter}; the scorecard needs all four papers.")
+        for row in load_results(root, chapter, listing[chapter])["claims"]:
+            if row["verdict"] not in VERDICTS:
+                raise ResultsError(f"{chapter} claim {row['claim']}: unknown verdict {row['verdict']!r}.")
+            table.append({"id": f"{letter}{row['claim']}", "chapter": chapter, "link": section_link(chapter, row["claim"]),
+                          **{k: row[k] for k in ("statement", "paper", "this study", "verdict")}})
+    return table
+
+
+def counts(table: list[dict]) -> dict[str, dict[str, int]]:
+    """Verdict counts per paper letter, and over all papers ("all")."""
+    letters = [letter for letter, _ in PAPERS.values()] + ["all"]
+    tally = {letter: dict.fromkeys(VERDICTS, 0) for letter in letters}
+    for row in table:
+        tally[row["id"][0]][row["verdict"]] += 1
+        tally["all"][row["verdict"]] += 1
+    return tally
+
+
+def html_table(table: list[dict]) -> str:
+    """The scorecard as an HTML table; each claim links to the section that shows it."""
+    esc = html.escape
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "the paper's claim", "paper", "this study", "verdict"))
+    body = "".join(
+        f'<tr><td><a href="{row["link"]}">{row["id"]}</a></td><td>{esc(row["statement"])}</td>'
+        f'<td>{esc(row["paper"])}</td><td>{esc(row["this study"])}</td>'
+        f'<td class="verdict-{make_id(row["verdict"])}"><b>{row["verdict"]}</b></td></tr>'
+        for row in table)
+    return f'<table class="scorecard"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def counts_sentence(tally: dict[str, dict[str, int]]) -> str:
+    """One sentence of verdict counts, over all papers and per paper."""
+    def part(c: dict[str, int]) -> str:
+        return " / ".join(f"{c[v]} {v}" for v in VERDICTS)
+
+    per_paper = "; ".join(f"{letter}: {part(tally[letter])}" for letter, _ in PAPERS.values())
+    total = sum(tally["all"].values())
+    return f"Of {total} claims, {part(tally['all'])} ({per_paper})."
