@@ -2,7 +2,8 @@
 
 Builds the Jupyter Book into a temporary folder (warnings are errors), serves the HTML
 on 127.0.0.1 and opens every page of `book/_toc.yml` in headless Chromium: each page
-must load, have a title, show all its images and have no broken internal links. A
+must load, have a title, show all its images and have no broken internal links (nor links
+to a missing section anchor of another page). A
 full-page screenshot of the front page is saved to `book/_build/screenshots/front.png`.
 
 Needs Debian's Chromium at /usr/bin/chromium (`make chromium`); no browser is downloaded.
@@ -216,6 +217,26 @@ def link_resolves(url: str, html_dir: Path) -> bool:
     return target.is_file() or (target / "index.html").is_file()
 
 
+def missing_anchors(page_url: str, hrefs: list[str], base: str, html_dir: Path) -> list[str]:
+    """Links into another page of the book whose ``#anchor`` that page does not have (e.g. a scorecard
+    link to a section heading that was renamed)."""
+    missing = []
+    for href in hrefs:
+        url, fragment = urldefrag(urljoin(page_url, (href or "").strip()))
+        if not fragment or not url.startswith(base) or url == urldefrag(page_url).url:
+            continue
+        target = html_dir / unquote(urlsplit(url).path).lstrip("/")
+        if target.is_file() and f'id="{fragment}"' not in _page_text(target):
+            missing.append(f"missing anchor: {href}")
+    return sorted(set(missing))
+
+
+@functools.lru_cache(maxsize=None)
+def _page_text(path: Path) -> str:
+    """A built HTML file's text (read once per test session)."""
+    return path.read_text(errors="replace")
+
+
 def page_problems(page, url: str, base: str, html_dir: Path) -> list[str]:
     """Everything wrong with the page at `url`, as readable lines (empty when fine)."""
     failed_requests = []
@@ -236,6 +257,7 @@ def page_problems(page, url: str, base: str, html_dir: Path) -> list[str]:
     for link in sorted(internal_links(page.url, hrefs, base)):
         if not link_resolves(link, html_dir):
             problems.append(f"broken internal link: {link[len(base):] or '/'}")
+    problems += missing_anchors(page.url, hrefs, base, html_dir)
     problems += [f"resource request failed: HTTP {line}" for line in failed_requests]
     return problems
 

@@ -96,3 +96,43 @@ def test_book_notebooks_validate_with_nbval():
     assert all(nbformat.read(nb, as_version=4).cells for nb in notebooks)
     run = nbval(*notebooks)
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+# ---------------------------------------------------------------- reader experience of the executed book
+
+COLLAPSED = {"hide-output", "remove-output", "remove-cell", "output_scroll"}
+SHOWN_IN_FULL = {"intro"}  # the front page's scorecard is the page's content, shown in full
+
+
+def _output_size(cell) -> tuple[int, int, bool]:
+    """(text lines, HTML table rows, has an image) of a code cell's outputs."""
+    lines = rows = 0
+    image = False
+    for out in cell.get("outputs", []):
+        data = out.get("data", {})
+        lines += out.get("text", "").count("\n") + ("text/html" not in data) * data.get("text/plain", "").count("\n")
+        rows += data.get("text/html", "").count("<tr")
+        image |= "image/png" in data
+    return lines, rows, image
+
+
+def _book_code_cells():
+    for name in pipeline.chapters(ROOT):
+        for index, cell in enumerate(nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4).cells):
+            if cell.cell_type == "code":
+                yield name, index, cell
+
+
+def test_every_figure_in_the_book_has_a_caption():
+    """Each image output is rendered as a numbered figure with a caption (myst-nb's figure metadata)."""
+    uncaptioned = [f"{name} cell {i}" for name, i, cell in _book_code_cells()
+                   if _output_size(cell)[2] and not cell.metadata.get("mystnb", {}).get("figure", {}).get("caption")]
+    assert not uncaptioned, f"figures without a caption: {uncaptioned}"
+
+
+def test_long_outputs_in_the_book_are_collapsed():
+    """Outputs over 20 lines or 16 table rows carry a tag that hides or scrolls them."""
+    long = [f"{name} cell {i}" for name, i, cell in _book_code_cells()
+            if name not in SHOWN_IN_FULL and (_output_size(cell)[0] > 20 or _output_size(cell)[1] > 17)
+            and not COLLAPSED & set(cell.metadata.get("tags", []))]
+    assert not long, f"long outputs shown in full: {long}"

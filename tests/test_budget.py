@@ -1,0 +1,55 @@
+"""Memory estimates of the real-model runs, and the rerun page's table of them."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from saesteer import budget
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_parameter_counts_match_the_published_model_sizes():
+    """Counted on the meta device from the recorded shapes: Gemma-2-2B has 2.61B parameters, Phi-3 Mini 3.82B."""
+    assert budget.n_parameters("google/gemma-2-2b") == 2_614_341_888
+    assert budget.n_parameters("microsoft/Phi-3-mini-4k-instruct") == 3_821_079_552
+
+
+def test_sae_sites_follow_the_parameter_file():
+    assert len(budget.sae_sites("feature_flow", {"layers": []}, 26)) == 78
+    assert budget.sae_sites("refusal_steering", {"search_layers": [6, 9], "layer": 12}, 26) == [
+        (6, "resid_post"), (9, "resid_post"), (12, "resid_post")]
+    assert budget.sae_width({"sae_id": "layer_3/width_65k/canonical"}, 2304) == 65 * 1024
+    assert budget.sae_width({"sae_id": None}, 3072) == 8 * 3072
+
+
+def test_every_real_model_parameter_file_has_an_estimate():
+    files = budget.real_model_files(ROOT)
+    assert len(files) == 5
+    rows = [budget.estimate(f) for f in files]
+    flow = next(r for r in rows if r["chapter"] == "feature_flow")
+    assert flow["SAEs"] == 78 and flow["total GiB"] == pytest.approx(
+        flow["weights GiB"] + flow["SAEs GiB"] + flow["KV cache GiB"])
+    assert all(r["weights GiB"] == pytest.approx(2_614_341_888 * 2 / 2**30) for r in rows if "gemma" in r["model"])
+
+
+def test_an_unknown_model_is_named_in_the_error():
+    with pytest.raises(ValueError, match="no architecture recorded for 'acme/model'"):
+        budget.config("acme/model")
+
+
+def test_the_rerun_page_shows_the_current_table():
+    page = (ROOT / "book" / "rerun.md").read_text()
+    shown = re.search(r"<!-- budget-table: start.*?-->\n(.*?)\n<!-- budget-table: end -->", page, re.S)
+    assert shown and shown.group(1) == budget.markdown_table(ROOT), (
+        "book/rerun.md's memory table is out of date: paste the output of `python -m saesteer.budget`")
+
+
+def test_every_real_model_parameter_file_is_run_by_a_tiny_model_test():
+    """Each real-model parameter file is named by a chapter's test module, which runs it on a tiny model of
+    the same architecture (a new parameter file without such a test fails here)."""
+    tests = {p: p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != Path(__file__).name}
+    for param_file in budget.real_model_files(ROOT):
+        chapter_tests = tests.get(ROOT / "tests" / f"test_{param_file.parent.name}.py", "")
+        assert f'"{param_file.name}"' in chapter_tests, f"no tiny-model test runs {param_file.relative_to(ROOT)}"

@@ -1,0 +1,65 @@
+"""The front page's scorecard: read from the chapters' results files, refusing missing or stale ones."""
+
+from pathlib import Path
+
+import pytest
+
+from saesteer import pipeline, scorecard
+from saesteer.results import claim, save_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def results_root(tmp_path, monkeypatch) -> Path:
+    """An empty results root (``SAESTEER_RESULTS``) holding one consistent results file per paper chapter."""
+    monkeypatch.setenv("SAESTEER_RESULTS", str(tmp_path))
+    listing = pipeline.chapters(ROOT)
+    for chapter in scorecard.PAPERS:
+        params = scorecard.expected_params(ROOT / "notebooks" / f"{chapter}.ipynb", listing[chapter])
+        rows = [claim(n, f"claim {n}", "paper says", "study finds", verdict, "")
+                for n, verdict in zip(scorecard.SECTIONS[chapter], scorecard.VERDICTS * 2)]
+        save_results(tmp_path / params["setting"] / chapter, params, {"claims": rows})
+    return tmp_path
+
+
+def test_rows_link_every_claim_to_its_section_and_count_verdicts(results_root):
+    table = scorecard.rows(ROOT, pipeline.chapters(ROOT))
+    assert [row["id"] for row in table][:3] == ["A1", "A2", "A3"]
+    assert len(table) == sum(len(s) for s in scorecard.SECTIONS.values())
+    assert table[0]["link"] == "refusal_steering.html#the-clamp-sweep"
+    tally = scorecard.counts(table)
+    assert tally["A"] == {"reproduced": 2, "partly": 2, "not reproduced": 1}
+    assert sum(tally["all"].values()) == len(table)
+    html = scorecard.html_table(table)
+    assert html.count("<tr>") == len(table) + 1 and 'href="feature_flow.html#flow-graphs"' in html
+    assert scorecard.counts_sentence(tally).startswith(f"Of {len(table)} claims,")
+
+
+def test_a_missing_results_file_stops_the_scorecard(results_root):
+    (results_root / "organism" / "feature_flow" / "results.json").unlink()
+    with pytest.raises(scorecard.ResultsError, match=r"feature_flow: no results file .* --only feature_flow"):
+        scorecard.rows(ROOT, pipeline.chapters(ROOT))
+
+
+def test_results_from_other_parameters_stop_the_scorecard(results_root, tmp_path):
+    listing = pipeline.chapters(ROOT)
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(listing["input_output_scores"].read_text() + "hybrid_cut: 0.25\n")
+    with pytest.raises(scorecard.ResultsError, match="is stale: its parameters differ from changed.yaml in hybrid_cut"):
+        scorecard.rows(ROOT, listing | {"input_output_scores": changed})
+
+
+def test_an_unknown_verdict_is_refused(results_root):
+    path = results_root / "organism" / "refusal_steering" / "results.json"
+    path.write_text(path.read_text().replace('"verdict": "partly"', '"verdict": "sort of"'))
+    with pytest.raises(scorecard.ResultsError, match="unknown verdict 'sort of'"):
+        scorecard.rows(ROOT, pipeline.chapters(ROOT))
+
+
+def test_the_books_own_results_make_a_full_scorecard(monkeypatch):
+    """The committed results files are current with the book's parameter files and give every claim."""
+    monkeypatch.delenv("SAESTEER_RESULTS", raising=False)
+    table = scorecard.rows(ROOT, pipeline.chapters(ROOT))
+    assert {row["id"][0] for row in table} == {"A", "B", "C", "D"}
+    assert all(row["this study"] and row["paper"] for row in table)
