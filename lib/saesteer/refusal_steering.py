@@ -213,19 +213,31 @@ def sweep_configs(feature: int, controls: Sequence[int], multiples: Sequence[flo
     return configs
 
 
+def _clamps(site: Site, config: dict) -> list[tuple[Site, int, float]]:
+    """The (site, feature, value) clamps of a config: its ``clamps`` list, else its one feature at ``site``."""
+    if "clamps" in config:
+        return list(config["clamps"])
+    return [] if config["feature"] is None else [(site, config["feature"], config["value"])]
+
+
 def run_sweep(subject, site: Site, configs: list[dict], sets: dict[str, list[Item]], fires: dict[str, bool],
-              markers: Sequence[str], batch_size: int) -> list[dict]:
-    """Every config on every item, batched: one clamp over all features used, one value row per (item, config)."""
-    feats = sorted({c["feature"] for c in configs if c["feature"] is not None})
-    sae = subject.sae(site)
+              markers: Sequence[str], batch_size: int, extra_edits=None) -> list[dict]:
+    """Every config on every item, batched: one clamp per site over all features used there, one value row per
+    (item, config). A config clamps ``feature`` at ``site`` to ``value``, or, with a ``clamps`` list of
+    (site, feature, value), several features at several sites (a whole flow graph, for the synthesis chapter);
+    ``extra_edits(configs of a batch's rows)`` adds other edits to every batch (e.g. chapter C's vectors)."""
+    sites = sorted({s for c in configs for s, _, _ in _clamps(site, c)}, key=lambda s: s.order)
+    feats = {s: sorted({f for c in configs for t, f, _ in _clamps(site, c) if t == s}) for s in sites}
 
     def edits_for(rows: torch.Tensor, items: list[Item]):
-        values = torch.full((len(rows), len(feats)), float("nan"))
+        values = {s: torch.full((len(rows), len(feats[s])), float("nan")) for s in sites}
         for r, (config, item) in enumerate(zip(rows.tolist(), items)):
             c = configs[config]
-            if c["feature"] is not None and (not c["conditional"] or fires[item.prompt]):
-                values[r, feats.index(c["feature"])] = c["value"]
-        return clamp_rows(site, sae, feats, values)
+            if not c["conditional"] or fires[item.prompt]:
+                for s, f, v in _clamps(site, c):
+                    values[s][r, feats[s].index(f)] = v
+        edits = [e for s in sites for e in clamp_rows(s, subject.sae(s), feats[s], values[s])]
+        return edits + (list(extra_edits([configs[i] for i in rows.tolist()])) if extra_edits else [])
 
     reports = sweep(subject.lm, sets, len(configs), edits_for, batch_size=batch_size, refusal_markers=markers)
     return [c | {"report": r} for c, r in zip(configs, reports)]
