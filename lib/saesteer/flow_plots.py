@@ -50,8 +50,7 @@ def flow_graph(graph: dict, title: str, ax=None):
     for position, color in COLOR.items():
         ax.scatter([], [], color=color, label={"resid_post": "residual R_L", "attn_out": "attention A_L", "mlp_out": "MLP M_L"}[position])
     ax.legend(fontsize=7, loc="upper left")
-    ax.set(title=title, xlabel="layer L (within a layer, left to right: A_L, M_L, R_L)",
-           ylabel="position (A_L top, R_L middle, M_L bottom)")
+    ax.set(title=title, xlabel="layer L (within a layer, left to right: A_L, M_L, R_L)", ylabel="position (see legend)")
     ax.tick_params(left=False, labelleft=False, bottom=True, labelbottom=True)
     layers = sorted({n["layer"] for n in graph["nodes"].values()})
     ax.set_xticks(layers)
@@ -72,6 +71,9 @@ def steering_curves(summary: pd.DataFrame, ax=None):
         ax.axhline(base["topic x coherence"].iloc[0], color="0.4", ls=":", label="unsteered")
     ax.set(xscale="log", title="Steering with a flow graph", xlabel="coefficient s (log scale)",
            ylabel="topic share x coherence (band: 95% CI)")
+    coefficients = sorted(summary.loc[summary["schedule"] != "none", "s"].unique())
+    ax.set_xticks(coefficients, [f"{s:g}" for s in coefficients])
+    ax.minorticks_off()  # the log axis's minor labels would overprint the coefficients
     ax.legend(fontsize=8, title="schedule")
     return ax
 

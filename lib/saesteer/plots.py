@@ -78,8 +78,9 @@ def dose_response(rows: pd.DataFrame, kinds: list[str], ax=None, title: str = "E
         part = rows[rows["kind"] == kind].sort_values("multiple")
         ax.plot(part["multiple"], part["rate"], "-o", color=f"C{i}", label=kind, ms=4)
         ax.fill_between(part["multiple"], part["lo"], part["hi"], color=f"C{i}", alpha=0.15)
-    ax.set(ylim=(-0.02, 1.02), xscale="log", xlabel="clamp value (multiples of the feature's typical maximum, log scale)",
+    ax.set(ylim=(-0.02, 1.02), xscale="log", xlabel="clamp (multiples of the typical maximum, log scale)",
            ylabel="rate (band: 95% interval)", title=title)
     ax.set_xticks(sorted(rows["multiple"].dropna().unique()), [f"{m:g}x" for m in sorted(rows["multiple"].dropna().unique())])
+    ax.minorticks_off()  # the log axis's minor labels would overprint the clamp values
     ax.legend(fontsize=8, ncols=2)
     return ax
