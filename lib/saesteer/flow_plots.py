@@ -12,14 +12,14 @@ Y_ROW = {"attn_out": 1.0, "mlp_out": -1.0, "resid_post": 0.0}
 COLOR = {"attn_out": "C1", "mlp_out": "C2", "resid_post": "C0"}
 
 
-def stacked_shares(rows: pd.DataFrame, columns: list[str], title: str, ax=None):
-    """Stacked bars of shares per layer (rows: one per layer, a column per part)."""
+def stacked_shares(rows: pd.DataFrame, columns: list[str], title: str, ax=None, ylabel: str = "share"):
+    """Stacked bars of shares per layer (rows: one per layer, a column per part); ``ylabel`` says what is shared."""
     ax = ax or plt.subplots(figsize=(7, 3.8))[1]
     bottom = np.zeros(len(rows))
     for i, column in enumerate(columns):
         ax.bar(rows["layer"], rows[column], bottom=bottom, label=column, color=f"C{i}", width=0.8)
         bottom += rows[column].to_numpy()
-    ax.set(title=title, xlabel="layer L (resid_post SAE)", ylabel="share", ylim=(0, 1.0), xticks=list(rows["layer"]))
+    ax.set(title=title, xlabel="layer L (resid_post SAE)", ylabel=ylabel, ylim=(0, 1.0), xticks=list(rows["layer"]))
     ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     return ax
 
@@ -50,7 +50,7 @@ def flow_graph(graph: dict, title: str, ax=None):
     for position, color in COLOR.items():
         ax.scatter([], [], color=color, label={"resid_post": "residual R_L", "attn_out": "attention A_L", "mlp_out": "MLP M_L"}[position])
     ax.legend(fontsize=7, loc="upper left")
-    ax.set(title=title, xlabel="layer", ylabel="")
+    ax.set(title=title, xlabel="layer L (within a layer, left to right: A_L, M_L, R_L)", ylabel="position (see legend)")
     ax.tick_params(left=False, labelleft=False, bottom=True, labelbottom=True)
     layers = sorted({n["layer"] for n in graph["nodes"].values()})
     ax.set_xticks(layers)
@@ -71,6 +71,9 @@ def steering_curves(summary: pd.DataFrame, ax=None):
         ax.axhline(base["topic x coherence"].iloc[0], color="0.4", ls=":", label="unsteered")
     ax.set(xscale="log", title="Steering with a flow graph", xlabel="coefficient s (log scale)",
            ylabel="topic share x coherence (band: 95% CI)")
+    coefficients = sorted(summary.loc[summary["schedule"] != "none", "s"].unique())
+    ax.set_xticks(coefficients, [f"{s:g}" for s in coefficients])
+    ax.minorticks_off()  # the log axis's minor labels would overprint the coefficients
     ax.legend(fontsize=8, title="schedule")
     return ax
 

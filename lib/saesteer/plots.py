@@ -32,7 +32,7 @@ def rates_with_targets(rows: pd.DataFrame, ax=None):
             ax.add_patch(plt.Rectangle((low, i - 0.45), high - low, 0.9, fill=False, ls="--", ec="k", lw=1))
     ax.set_yticks(y, [f"{b} ({m})" for b, m in zip(rows["behaviour"], rows["metric"])])
     ax.set(xlim=(0, 1.02), xlabel="rate (95% Wilson interval); dashed box = target range",
-           title="Organism behaviour on held-out items")
+           ylabel="behaviour (metric)", title="Organism behaviour on held-out items")
     ax.invert_yaxis()
     return ax
 
@@ -71,15 +71,16 @@ def rates_by_kind(rows: pd.DataFrame, ax=None):
     return ax
 
 
-def dose_response(rows: pd.DataFrame, kinds: list[str], ax=None):
+def dose_response(rows: pd.DataFrame, kinds: list[str], ax=None, title: str = "Every behaviour against the clamp"):
     """Rate against clamp multiple per behaviour (rows: setting, multiple, kind, rate, lo, hi)."""
     ax = ax or plt.subplots(figsize=(6.5, 4))[1]
     for i, kind in enumerate(kinds):
         part = rows[rows["kind"] == kind].sort_values("multiple")
         ax.plot(part["multiple"], part["rate"], "-o", color=f"C{i}", label=kind, ms=4)
         ax.fill_between(part["multiple"], part["lo"], part["hi"], color=f"C{i}", alpha=0.15)
-    ax.set(ylim=(-0.02, 1.02), xscale="log", xlabel="clamp value (multiples of the feature's typical maximum, log scale)",
-           ylabel="rate (band: 95% interval)")
+    ax.set(ylim=(-0.02, 1.02), xscale="log", xlabel="clamp (multiples of the typical maximum, log scale)",
+           ylabel="rate (band: 95% interval)", title=title)
     ax.set_xticks(sorted(rows["multiple"].dropna().unique()), [f"{m:g}x" for m in sorted(rows["multiple"].dropna().unique())])
+    ax.minorticks_off()  # the log axis's minor labels would overprint the clamp values
     ax.legend(fontsize=8, ncols=2)
     return ax
