@@ -102,9 +102,11 @@ def test_picks_and_filter_finding_follow_the_numbers():
     summaries = {None: {"capability": 0.9, "jailbreak_refusal": 0.4}, 10: {"capability": 0.8}, 11: {"capability": 0.5}}
     text = syn.finding_filter(table, chosen, summaries, syn.correlation(table), 0.5)
     assert "picks the same feature" in text and "ranks #1 of 3" in text and "rho 1.00" in text
+    assert "would find the same feature with 2 of 3 clamp tests" in text
     table = _table([0.3, 0.0, 0.0], [0.2, 0.9, 0.6])
     text = syn.finding_filter(table, syn.picks(table, 10), summaries | {12: {"capability": 0.1}}, syn.correlation(table), 0.5)
     assert "does not beat" in text and "does not rank" in text
+    assert "fails the filter: a search over the filtered candidates would miss it" in text
 
 
 def _sweep_row(name, multiple, jb, over, cap):

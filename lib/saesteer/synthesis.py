@@ -345,6 +345,10 @@ def finding_filter(table: list[dict], chosen: dict[str, int], summaries: dict[in
         body = f"Chapter A's pick: {describe(a)}." + ("" if same else f" First candidate passing S_out >= {cut:g}: {describe(f)}.")
     rank = 1 + sum(r["refusal gain"] > row[a]["refusal gain"] for r in table)
     body += f" On held-out jailbreaks chapter A's pick ranks #{rank} of {len(table)} candidates by refusal gain."
+    kept = sum(r["passes filter"] for r in table)
+    body += (f" Chapter A's pick passes the filter itself, so the paper's search run only over the {kept} filtered "
+             f"candidates would find the same feature with {kept} of {len(table)} clamp tests." if row[a]["passes filter"] else
+             " Chapter A's pick fails the filter: a search over the filtered candidates would miss it.")
     strength = "weak" if not abs(rho) >= 0.3 else "moderate" if abs(rho) < 0.6 else "strong"
     return (f"{head} Unsteered capability {100 * base['capability']:.0f}%, jailbreak refusal "
             f"{100 * base['jailbreak_refusal']:.0f}%. {body} {sum(r['passes filter'] for r in table)} of {len(table)} candidates "
