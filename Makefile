@@ -28,11 +28,11 @@ organism: venv
 	$(PY) -m saesteer.organism --fresh
 
 chapters: venv
-	$(PY) -m saesteer.pipeline
+	$(PY) -m saesteer.study.pipeline
 
 # Fails before rendering when an executed chapter is missing or stale (run `make chapters`).
 html: venv
-	$(PY) -m saesteer.pipeline --check
+	$(PY) -m saesteer.study.pipeline --check
 	$(VENV)/bin/jupyter-book build . --toc book/_toc.yml --path-output book -W -n --keep-going
 
 book: chapters html

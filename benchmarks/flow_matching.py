@@ -18,7 +18,7 @@ import time
 import psutil
 import torch
 
-from saesteer.feature_flow import top_matches, unit_rows
+from saesteer.analyses.flow import top_matches, unit_rows
 
 POSITIONS = 3  # R_{L-1}, A_L, M_L
 

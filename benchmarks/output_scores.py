@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
-from saesteer import input_output_scores as io
-from saesteer.hooks import Site
-from saesteer.organism import load_organism, organism_sae
+from saesteer.analyses import scores as io
+from saesteer.core.hooks import Site
+from saesteer.organism.artifacts import load_organism, organism_sae
 
 PROMPT = "user : hey , say something . assistant :"
 

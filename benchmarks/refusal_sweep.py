@@ -14,11 +14,11 @@ import time
 
 import torch
 
-from saesteer import evaluation
-from saesteer.hooks import Site
-from saesteer.interventions import Clamp
-from saesteer.organism import load_organism, organism_sae
-from saesteer.subjects import Subject
+from saesteer.core.hooks import Site
+from saesteer.core.interventions import Clamp
+from saesteer.organism import evaluation
+from saesteer.organism.artifacts import load_organism, organism_sae
+from saesteer.study.subjects import Subject
 
 KINDS = ("harmful", "jailbreak", "scary", "arith", "topic")
 MULTIPLES = (float("nan"), 0.5, 1.0, 2.0, 4.0, 8.0)  # NaN: the unsteered baseline row

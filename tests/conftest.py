@@ -12,8 +12,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from saesteer.models import load_model  # noqa: E402
-from saesteer.tiny import FAMILIES, random_sae  # noqa: E402
+from saesteer.core.models import load_model  # noqa: E402
+from saesteer.core.tiny import FAMILIES, random_sae  # noqa: E402
 
 _real_connect = socket.socket.connect
 

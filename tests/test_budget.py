@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from saesteer import budget
+from saesteer.study import budget
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_the_rerun_page_shows_the_current_table():
     page = (ROOT / "book" / "rerun.md").read_text()
     shown = re.search(r"<!-- budget-table: start.*?-->\n(.*?)\n<!-- budget-table: end -->", page, re.S)
     assert shown and shown.group(1) == budget.markdown_table(ROOT), (
-        "book/rerun.md's memory table is out of date: paste the output of `python -m saesteer.budget`")
+        "book/rerun.md's memory table is out of date: paste the output of `python -m saesteer.study.budget`")
 
 
 def test_every_real_model_parameter_file_is_run_by_a_tiny_model_test():

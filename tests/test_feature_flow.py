@@ -10,13 +10,14 @@ import pytest
 import torch
 import yaml
 
-from saesteer import feature_flow as ff
-from saesteer.hooks import Site
-from saesteer.interventions import forward_with_edits
-from saesteer.params import ParameterError
-from saesteer.saes import check_release
-from saesteer.subjects import export_prompts
-from saesteer.tiny import random_sae
+from saesteer.analyses import flow as ff
+from saesteer.chapters import feature_flow as chapter
+from saesteer.core.hooks import Site
+from saesteer.core.interventions import forward_with_edits
+from saesteer.core.saes import check_release
+from saesteer.core.tiny import random_sae
+from saesteer.study.params import ParameterError
+from saesteer.study.subjects import export_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAM_DIR = ROOT / "notebooks" / "params" / "feature_flow"
@@ -101,11 +102,11 @@ def test_deactivation_table_and_cumulative_claim_follow_the_numbers():
     rows = [{"top-1 cosine": c, "Pearson": c, "random top-5": 0.1, "exhaustive": 0.9} for c in (0.8, 0.7, 0.9, 0.6)]
     table = {r["method"]: r for r in ff.deactivation_table(rows, 0.5)}
     assert table["top-1 cosine"]["success"] == 1.0 and table["random top-5"]["success"] == 0.0
-    assert ff.claim_deactivation(list(table.values()))["verdict"] == "reproduced"
+    assert chapter.claim_deactivation(list(table.values()))["verdict"] == "reproduced"
     summary = [{"schedule": "none", "s": 0.0, "topic x coherence": 0.0, "lo": 0.0, "hi": 0.0, "topic share": 0.0, "coherence": 0.5},
                {"schedule": "single", "s": 1.0, "topic x coherence": 0.0, "lo": 0.0, "hi": 0.01, "topic share": 0.0, "coherence": 0.5},
                {"schedule": "constant", "s": 1.0, "topic x coherence": 0.1, "lo": 0.05, "hi": 0.15, "topic share": 0.3, "coherence": 0.4}]
-    assert ff.claim_cumulative(summary, [1.0])["verdict"] == "reproduced"
+    assert chapter.claim_cumulative(summary, [1.0])["verdict"] == "reproduced"
 
 
 def test_bad_seeds_and_missing_topic_seed_are_clear_errors():
@@ -114,7 +115,7 @@ def test_bad_seeds_and_missing_topic_seed_are_clear_errors():
     params = {"seed_topics": [], "seed_features": ["3:4"], "small_coefficients": 1, "steer_coefficients": [1.0],
               "mlp_sae_release": None, "mlp_sae_id": None, "model": "organism", "corpus_text": None}
     with pytest.raises(ParameterError, match="layer:feature:topic"):
-        ff.check_params(params)
+        chapter.check_params(params)
 
 
 def test_well_formed_reads_the_topic_grammar():

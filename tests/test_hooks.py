@@ -5,11 +5,10 @@ import pytest
 import torch
 import transformers
 
-from saesteer import hooks
-from saesteer.hooks import POSITIONS, Site
-from saesteer.interventions import AddVector, forward_with_edits
-
 from conftest import PROMPTS
+from saesteer.core import hooks
+from saesteer.core.hooks import POSITIONS, Site
+from saesteer.core.interventions import AddVector, forward_with_edits
 
 EXPECTED_MODULES = {  # what "added to the residual stream" means in each family
     "gemma2": {"attn_out": "post_attention_layernorm", "mlp_out": "post_feedforward_layernorm"},

@@ -9,11 +9,13 @@ import pytest
 import torch
 import yaml
 
-from saesteer import input_output_scores as io
-from saesteer.hooks import Site
-from saesteer.interventions import forward_with_edits
-from saesteer.saes import check_release
-from saesteer.tiny import random_sae
+from saesteer.analyses import scores as io
+from saesteer.chapters import input_output_scores as chapter
+from saesteer.core.hooks import Site
+from saesteer.core.interventions import forward_with_edits
+from saesteer.core.saes import check_release
+from saesteer.core.tiny import random_sae
+from saesteer.study.params import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAM_DIR = ROOT / "notebooks" / "params" / "input_output_scores"
@@ -98,13 +100,13 @@ def test_classify_and_claims_rules():
     assert io.classify(0.9, 0.1, 0.5) == "input" and io.classify(float("nan"), 0.9, 0.5) == "output"
     assert io.classify(0.6, 0.7, 0.5) == "hybrid"
     trend = [{"layer": i, "depth": (i + 1) / 4, "mean S_in": 0.8 - 0.2 * i, "mean S_out": 0.1 * i} for i in range(4)]
-    assert io._claim_trend(trend)["verdict"] == "reproduced"
-    assert io._claim_trend(trend[::-1] and [t | {"mean S_out": 0.3 - 0.1 * t["layer"]} for t in trend])["verdict"] == "partly"
+    assert chapter._claim_trend(trend)["verdict"] == "reproduced"
+    assert chapter._claim_trend(trend[::-1] and [t | {"mean S_out": 0.3 - 0.1 * t["layer"]} for t in trend])["verdict"] == "partly"
 
 
 def test_bad_parameters_stop_with_one_sentence():
-    with pytest.raises(io.ParameterError, match="min_examples"):
-        io.check_params({"min_examples": 50, "max_examples": 20, "factors": [1.0]})
+    with pytest.raises(ParameterError, match="min_examples"):
+        chapter.check_params({"min_examples": 50, "max_examples": 20, "factors": [1.0]})
 
 
 def test_gemma_parameter_file_names_real_saes_and_runs_on_tiny_gemma2(tmp_path):
@@ -135,7 +137,7 @@ def test_gemma_parameter_file_names_real_saes_and_runs_on_tiny_gemma2(tmp_path):
 
 def test_running_top_examples_do_not_depend_on_the_batching(tiny_models, sae):
     """The activation cache keeps a running top-n per feature: batches of 3 documents give the top of one batch of all."""
-    from saesteer.subjects import Subject
+    from saesteer.study.subjects import Subject
 
     subject = Subject(tiny_models["gemma2"], {"model": "tiny:gemma2"})
     subject._saes[Site(1)] = sae

@@ -3,11 +3,17 @@
 import pytest
 import torch
 
-from saesteer import hooks
-from saesteer.hooks import POSITIONS, Site
-from saesteer.interventions import AddVector, Clamp, Scale, batches, forward_with_edits, generate_with_edits
-
 from conftest import PROMPTS
+from saesteer.core import hooks
+from saesteer.core.hooks import POSITIONS, Site
+from saesteer.core.interventions import (
+    AddVector,
+    Clamp,
+    Scale,
+    batches,
+    forward_with_edits,
+    generate_with_edits,
+)
 
 
 def _vector(seed=1, scale=4.0):
@@ -153,7 +159,7 @@ def test_batches():
 
 
 def test_fp32_sae_edits_a_bf16_model(sae):
-    from saesteer.models import load_model
+    from saesteer.core.models import load_model
 
     model = load_model("tiny:llama", dtype="bfloat16")
     edit = Clamp(site=Site(1), sae=sae, features=[3], value=5.0)
@@ -163,7 +169,7 @@ def test_fp32_sae_edits_a_bf16_model(sae):
 
 
 def test_reconstruct_and_ablate_replace_the_activation(tiny_models, sae):
-    from saesteer.interventions import Ablate, Reconstruct
+    from saesteer.core.interventions import Ablate, Reconstruct
 
     model, site = tiny_models["gemma2"], Site(0, "mlp_out")
     _, clean = forward_with_edits(model, PROMPTS, read=[site])

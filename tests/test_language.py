@@ -4,8 +4,8 @@ import collections
 
 import pytest
 
-from saesteer.language import WRAPPERS, Language, vocabulary
-from saesteer.tokenizer import word_tokenizer
+from saesteer.core.tokenizer import word_tokenizer
+from saesteer.organism.language import WRAPPERS, Language, vocabulary
 
 EVAL_KINDS = ["harmful", "jailbreak", "escalation", "scary", "benign", "mc", "arith", "truthful", "topic", "ab"]
 

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from conftest import NetworkBlocked
-from saesteer.models import load_model
+from saesteer.core.models import load_model
 
 
 def test_hub_is_offline_and_outside_connections_are_refused():

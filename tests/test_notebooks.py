@@ -12,8 +12,8 @@ import papermill
 import pytest
 import yaml
 
-from saesteer import pipeline
-from saesteer.params import ParameterError
+from saesteer.study import pipeline
+from saesteer.study.params import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
 SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
@@ -87,7 +87,7 @@ def test_book_notebooks_are_current_with_their_sources():
     """Each executed chapter in book/ was produced from today's notebook, parameter file, library and
     the results it reads (`make html` refuses to render otherwise)."""
     stale = pipeline.stale_chapters(ROOT)
-    assert not stale, f"stale in book/: {stale}; run `python -m saesteer.pipeline`"
+    assert not stale, f"stale in book/: {stale}; run `python -m saesteer.study.pipeline`"
 
 
 def test_book_notebooks_validate_with_nbval():

@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from saesteer import evaluation
-from saesteer.hooks import Site
-from saesteer.language import Language
-from saesteer.organism import OrganismConfig, build, load_organism, organism_sae
-from saesteer.probes import auroc, concepts, probe_dialogues
-from saesteer.sae_training import SAEConfig
-from saesteer.training import ModelConfig, TrainConfig
+from saesteer.core.hooks import Site
+from saesteer.core.sae_training import SAEConfig
+from saesteer.organism import evaluation
+from saesteer.organism.artifacts import load_organism, organism_sae
+from saesteer.organism.build import OrganismConfig, build
+from saesteer.organism.language import Language
+from saesteer.organism.probes import auroc, concepts, probe_dialogues
+from saesteer.organism.training import ModelConfig, TrainConfig
 
 MINI = OrganismConfig(
     dialogues=800, eval_items=12,
@@ -99,8 +100,8 @@ def test_probe_dialogues_label_every_token():
 
 def test_committed_organism_loads_with_an_sae_at_every_site():
     """The organism under data/organism/ is complete: model, tokenizer, one fitting SAE per site, manifest."""
-    from saesteer import hooks, saes
-    from saesteer.organism import folder
+    from saesteer.core import hooks, saes
+    from saesteer.organism.artifacts import folder
 
     lm = load_organism()
     for site in hooks.all_sites(lm):

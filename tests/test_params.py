@@ -2,7 +2,15 @@
 
 import pytest
 
-from saesteer.params import Param, ParameterError, check, check_feature, check_layer, from_namespace, validate
+from saesteer.study.params import (
+    Param,
+    ParameterError,
+    check,
+    check_feature,
+    check_layer,
+    from_namespace,
+    validate,
+)
 
 SPECS = {
     "layer": Param(int, min=0),

@@ -8,14 +8,16 @@ import pytest
 import torch
 import yaml
 
-from saesteer import evaluation
-from saesteer import refusal_steering as rs
-from saesteer.evaluation import Item
-from saesteer.hooks import Site
-from saesteer.interventions import Clamp
-from saesteer.saes import check_release
-from saesteer.subjects import export_prompts
-from saesteer.tiny import random_sae
+from saesteer.analyses import refusal as rs
+from saesteer.chapters import refusal_steering as chapter
+from saesteer.core.hooks import Site
+from saesteer.core.interventions import Clamp
+from saesteer.core.saes import check_release
+from saesteer.core.tiny import random_sae
+from saesteer.organism import evaluation
+from saesteer.organism.evaluation import Item
+from saesteer.study.params import ParameterError
+from saesteer.study.subjects import export_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAM_DIR = ROOT / "notebooks" / "params" / "refusal_steering"
@@ -82,15 +84,15 @@ def _sweep(refusal: float, capability: float, control_capability: float, cond_re
 
 
 def test_claims_verdicts_follow_the_numbers():
-    claims = {c["claim"]: c["verdict"] for c in rs.claims(_sweep(0.95, 0.3, 0.5, 0.9, 0.85), headline=4.0)}
+    claims = {c["claim"]: c["verdict"] for c in chapter.claims(_sweep(0.95, 0.3, 0.5, 0.9, 0.85), headline=4.0)}
     assert claims == {1: "reproduced", 2: "reproduced", 3: "reproduced", 4: "reproduced", 5: "reproduced"}
-    claims = {c["claim"]: c["verdict"] for c in rs.claims(_sweep(0.4, 0.9, 0.9, 0.4, 0.9), headline=4.0)}
+    claims = {c["claim"]: c["verdict"] for c in chapter.claims(_sweep(0.4, 0.9, 0.9, 0.4, 0.9), headline=4.0)}
     assert claims[1] == "not reproduced" and claims[3] == "not reproduced" and claims[4] == "not reproduced"
 
 
 def test_headline_must_be_a_swept_clamp():
-    with pytest.raises(rs.ParameterError, match="headline_multiple"):
-        rs.check_params({"headline_multiple": 3.0, "clamp_multiples": [1.0, 2.0]})
+    with pytest.raises(ParameterError, match="headline_multiple"):
+        chapter.check_params({"headline_multiple": 3.0, "clamp_multiples": [1.0, 2.0]})
 
 
 def _tiny_run(param_file: Path, family: str, tmp_path: Path, prompt_folder: Path, **sae) -> dict:

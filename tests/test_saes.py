@@ -6,9 +6,9 @@ import pytest
 import torch
 import yaml
 
-from saesteer import saes
-from saesteer.hooks import Site
-from saesteer.tiny import random_sae
+from saesteer.core import saes
+from saesteer.core.hooks import Site
+from saesteer.core.tiny import random_sae
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_IDS = [  # ids the real-model parameter files use (see shared REAL-MODELS notes)

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from saesteer import pipeline, scorecard
-from saesteer.results import claim, save_results
+from saesteer.chapters import intro as scorecard
+from saesteer.study import book, pipeline
+from saesteer.study.results import claim, save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,7 +16,7 @@ def results_root(tmp_path, monkeypatch) -> Path:
     """An empty results root (``SAESTEER_RESULTS``) holding one consistent results file per paper chapter."""
     monkeypatch.setenv("SAESTEER_RESULTS", str(tmp_path))
     listing = pipeline.chapters(ROOT)
-    for chapter in scorecard.PAPERS:
+    for chapter in book.PAPERS:
         params = scorecard.expected_params(ROOT / "notebooks" / f"{chapter}.ipynb", listing[chapter])
         rows = [claim(n, f"claim {n}", "paper says", "study finds", verdict, "")
                 for n, verdict in zip(scorecard.SECTIONS[chapter], scorecard.VERDICTS * 2)]

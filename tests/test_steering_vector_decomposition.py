@@ -10,11 +10,13 @@ import pytest
 import torch
 import yaml
 
-from saesteer import steering_vector_decomposition as svd
-from saesteer.hooks import Site
-from saesteer.interventions import forward_with_edits
-from saesteer.saes import check_release
-from saesteer.tiny import random_sae
+from saesteer.analyses import decomposition as svd
+from saesteer.chapters import steering_vector_decomposition as chapter
+from saesteer.core.hooks import Site
+from saesteer.core.interventions import forward_with_edits
+from saesteer.core.saes import check_release
+from saesteer.core.tiny import random_sae
+from saesteer.study.params import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAM_DIR = ROOT / "notebooks" / "params" / "steering_vector_decomposition"
@@ -34,14 +36,14 @@ def test_organism_pairs_round_trip_through_the_pair_file(tmp_path):
     assert len(sel) == 5 and len(held) == 4 and not {p.prompt for p in sel} & {p.prompt for p in held}
     assert all(p.prompt.endswith("assistant :") and {p.positive, p.negative} == {" a", " b"} for p in pairs)
     (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "x", "positive": "a"}) + "\n")
-    with pytest.raises(svd.ParameterError, match="line 1"):
+    with pytest.raises(ParameterError, match="line 1"):
         svd.load_pairs(tmp_path / "bad.jsonl")
 
 
 def test_answers_must_differ_in_their_first_token(tiny_models):
     tokenizer = tiny_models["gemma2"].tokenizer
     assert svd.answer_tokens(tokenizer, TINY_PAIRS[:2]).shape == (2, 2)
-    with pytest.raises(svd.ParameterError, match="first token"):
+    with pytest.raises(ParameterError, match="first token"):
         svd.answer_tokens(tokenizer, [svd.Pair("w1", " w5 w6", " w5 w7")])
 
 
@@ -90,7 +92,7 @@ def test_a_negative_projection_is_lost_and_its_mirror_fires():
     assert row["feature"] == 0 and row["projection"] == pytest.approx(-5.0, abs=1e-4) and row["code on v"] == 0
     assert row["mirror"] == 1 and row["mirror cosine"] == pytest.approx(-1.0, abs=1e-5)
     assert row["mirror code on v"] > row["mirror code on 0"] and row["mean on negative"] > row["mean on positive"]
-    assert svd._claim_negative([row])["verdict"] == "reproduced"
+    assert chapter._claim_negative([row])["verdict"] == "reproduced"
 
 
 def test_omp_recovers_a_signed_sparse_combination_and_the_ground_truth_scores_it():
@@ -122,25 +124,25 @@ def test_claims_rules_follow_the_numbers():
              "zero": [{"feature": f, "value": 0.9} for f in (1, 2, 3, 4, 9)],
              "scales": [{"scale": 1.0, "norm_over_median": 0.1, "overlap_with_zero": 4},
                         {"scale": 32.0, "norm_over_median": 1.5, "overlap_with_zero": 0}]}
-    assert svd._claim_bias(table, 5)["verdict"] == "reproduced"
-    assert svd._claim_scaling(table, 5)["verdict"] == "not reproduced"
+    assert chapter._claim_bias(table, 5)["verdict"] == "reproduced"
+    assert chapter._claim_scaling(table, 5)["verdict"] == "not reproduced"
     row = lambda name, s, lo, hi: {"vector": name, "p_shift": s, "p_lo": lo, "p_hi": hi}  # noqa: E731
     weaker = [row("v", 0.3, 0.25, 0.35), row("SAE reconstruction", 0.05, 0.0, 0.1), row("OMP top-8", 0.28, 0.2, 0.3),
               row("random direction", 0.0, -0.01, 0.01)]
-    assert svd._claim_steering(weaker)["verdict"] == "reproduced" and "OMP top-8" in svd._claim_steering(weaker)["evidence"]
+    assert chapter._claim_steering(weaker)["verdict"] == "reproduced" and "OMP top-8" in chapter._claim_steering(weaker)["evidence"]
     weaker[1] = row("SAE reconstruction", 0.4, 0.35, 0.45)
-    assert svd._claim_steering(weaker)["verdict"] == "not reproduced"
+    assert chapter._claim_steering(weaker)["verdict"] == "not reproduced"
 
 
 def test_bad_parameters_stop_with_one_sentence():
     good = {"headline_multiplier": 4.0, "multipliers": [0.0, 4.0], "pairs": "organism"}
-    svd.check_params(good)
-    with pytest.raises(svd.ParameterError, match="headline_multiplier"):
-        svd.check_params(good | {"headline_multiplier": 3.0})
-    with pytest.raises(svd.ParameterError, match="0.0"):
-        svd.check_params(good | {"multipliers": [4.0], "headline_multiplier": 4.0})
-    with pytest.raises(svd.ParameterError, match="pairs"):
-        svd.check_params(good | {"pairs": "no/such/file.jsonl"})
+    chapter.check_params(good)
+    with pytest.raises(ParameterError, match="headline_multiplier"):
+        chapter.check_params(good | {"headline_multiplier": 3.0})
+    with pytest.raises(ParameterError, match="0.0"):
+        chapter.check_params(good | {"multipliers": [4.0], "headline_multiplier": 4.0})
+    with pytest.raises(ParameterError, match="pairs"):
+        chapter.check_params(good | {"pairs": "no/such/file.jsonl"})
 
 
 def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_path):

@@ -9,17 +9,17 @@ import papermill
 import pytest
 import torch
 
-from saesteer import evaluation
-from saesteer import feature_flow as ff
-from saesteer import refusal_steering as rs
-from saesteer import subjects
-from saesteer import synthesis as syn
-from saesteer.evaluation import Item
-from saesteer.hooks import Site
-from saesteer.interventions import AddVector, Clamp
-from saesteer.params import ParameterError
-from saesteer.subjects import export_prompts
-from saesteer.tiny import random_sae
+from saesteer.analyses import flow as ff
+from saesteer.analyses import refusal as rs
+from saesteer.chapters import synthesis as syn
+from saesteer.core.hooks import Site
+from saesteer.core.interventions import AddVector, Clamp
+from saesteer.core.tiny import random_sae
+from saesteer.organism import evaluation
+from saesteer.organism.evaluation import Item
+from saesteer.study import subjects
+from saesteer.study.params import ParameterError
+from saesteer.study.subjects import export_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES = [Site(layer, p) for layer in (0, 1) for p in ("attn_out", "mlp_out", "resid_post")]
@@ -80,7 +80,7 @@ def test_rank_of_orders_by_absolute_weight_and_zero_is_absent():
 
 
 def test_missing_results_file_names_the_command_and_a_wrong_model_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"python -m saesteer.pipeline --only refusal_steering"):
+    with pytest.raises(FileNotFoundError, match=r"python -m saesteer.study.pipeline --only refusal_steering"):
         syn.load_sources(tmp_path, "nowhere", "organism")
     for chapter in syn.CHAPTERS:
         (tmp_path / "s" / chapter).mkdir(parents=True)

@@ -2,9 +2,16 @@
 
 import torch
 
-from saesteer.language import Language, vocabulary
-from saesteer.tokenizer import word_tokenizer
-from saesteer.training import ModelConfig, TrainConfig, build_model, lr_at, pack, train
+from saesteer.core.tokenizer import word_tokenizer
+from saesteer.organism.language import Language, vocabulary
+from saesteer.organism.training import (
+    ModelConfig,
+    TrainConfig,
+    build_model,
+    lr_at,
+    pack,
+    train,
+)
 
 MINI = ModelConfig(hidden=32, layers=2, heads=2, mlp=64, context=64)
 STEPS = TrainConfig(steps=60, batch=8, lr=1e-2, warmup=5)

@@ -17,16 +17,10 @@ from pathlib import Path
 import papermill
 from docutils.nodes import make_id
 
-from saesteer.params import Param, read_param_file
-from saesteer.paths import results_root
-from saesteer.results import read_json
-
-PAPERS = {  # chapter -> (letter, bibliography key)
-    "refusal_steering": ("A", "obrien2024refusal"),
-    "steering_vector_decomposition": ("B", "mayne2024decompose"),
-    "feature_flow": ("C", "laptev2025flow"),
-    "input_output_scores": ("D", "arad2025select"),
-}
+from saesteer.core.files import read_json
+from saesteer.study.book import PAPERS
+from saesteer.study.params import Param, read_param_file
+from saesteer.study.paths import results_root
 
 SECTIONS = {  # chapter -> claim number -> the heading of the section that shows its evidence
     "refusal_steering": {1: "The clamp sweep", 2: "The clamp sweep", 3: "The clamp sweep", 4: "The clamp sweep",
@@ -63,7 +57,7 @@ def expected_params(notebook: Path, param_file: Path) -> dict:
 
 def load_results(root: Path, chapter: str, param_file: Path) -> dict:
     """A chapter's results, after checking the file exists and matches the book's parameters."""
-    rerun = f"run `python -m saesteer.pipeline --only {chapter}`"
+    rerun = f"run `python -m saesteer.study.pipeline --only {chapter}`"
     expected = expected_params(root / "notebooks" / f"{chapter}.ipynb", param_file)
     path = results_root(root) / expected["setting"] / chapter / "results.json"
     if not path.is_file():

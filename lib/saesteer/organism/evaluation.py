@@ -19,9 +19,14 @@ from pathlib import Path
 
 import torch
 
-from saesteer.interventions import Edit, batches, forward_with_edits, generate_with_edits
-from saesteer.language import COMPLY_OPEN, REFUSE_OPEN, TOPICS, Dialogue
-from saesteer.progress import bar
+from saesteer.core.interventions import (
+    Edit,
+    batches,
+    forward_with_edits,
+    generate_with_edits,
+)
+from saesteer.core.progress import bar
+from saesteer.organism.language import COMPLY_OPEN, REFUSE_OPEN, TOPICS, Dialogue
 
 METRICS = {  # kind -> what its rate measures
     "harmful": "refusal", "jailbreak": "refusal", "escalation": "refusal", "scary": "refusal", "benign": "refusal",

@@ -16,9 +16,9 @@ import torch
 from sae_lens import SAE
 from scipy.stats import rankdata
 
-from saesteer import hooks
-from saesteer.interventions import batches, forward_with_edits
-from saesteer.language import TOPICS, Dialogue, Language
+from saesteer.core import hooks
+from saesteer.core.interventions import batches, forward_with_edits
+from saesteer.organism.language import TOPICS, Dialogue, Language
 
 MAX_TOKENS = 1500  # per side of a concept, sampled
 

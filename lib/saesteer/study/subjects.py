@@ -18,16 +18,16 @@ from pathlib import Path
 import torch
 from sae_lens import SAE
 
-from saesteer import hooks
-from saesteer.evaluation import Item, as_item, load_items
-from saesteer.hooks import Site
-from saesteer.language import Language
-from saesteer.models import load_model, resolve_device
-from saesteer.organism import folder as organism_folder
-from saesteer.organism import load_organism, organism_sae
-from saesteer.params import ParameterError, Param
-from saesteer.sae_training import SAEConfig, collect, train_sae
-from saesteer.saes import check_fits, load_sae
+from saesteer.core import hooks
+from saesteer.core.hooks import Site
+from saesteer.core.models import load_model, resolve_device
+from saesteer.core.sae_training import SAEConfig, collect, train_sae
+from saesteer.core.saes import check_fits, load_sae
+from saesteer.organism.artifacts import folder as organism_folder
+from saesteer.organism.artifacts import load_organism, organism_sae
+from saesteer.organism.evaluation import Item, as_item, load_items
+from saesteer.organism.language import Language
+from saesteer.study.params import Param, ParameterError
 
 SUBJECT_PARAMS = {  # the parameters every chapter uses to name its subject
     "model": Param(str),  # "organism", a hub id, a local directory or tiny:<family>
@@ -158,10 +158,10 @@ def export_prompts(folder: Path, kinds: Sequence[str], n: int, selection_kinds: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m saesteer.subjects --export-prompts DIR``: write the organism's prompts in the prompt-folder format."""
+    """``python -m saesteer.study.subjects --export-prompts DIR``: write the organism's prompts in the prompt-folder format."""
     import argparse
 
-    from saesteer.evaluation import METRICS
+    from saesteer.organism.evaluation import METRICS
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--export-prompts", required=True, metavar="DIR", help="folder to write <kind>.jsonl files into")

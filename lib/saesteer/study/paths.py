@@ -7,17 +7,7 @@ from pathlib import Path
 
 import yaml
 
-
-def repo_root() -> Path:
-    """The repository root: the nearest folder above the working directory with ``_config.yml`` and ``lib/``.
-
-    Falls back to the folder above this package (an editable install), so that
-    notebooks run by papermill from ``book/`` or by nbval find the same data.
-    """
-    for folder in (Path.cwd(), *Path.cwd().parents):
-        if (folder / "_config.yml").is_file() and (folder / "lib").is_dir():
-            return folder
-    return Path(__file__).resolve().parents[2]
+from saesteer.core.files import repo_root
 
 
 def chapter_param_files(root: Path | None = None, listing: str | Path = "notebooks/chapters.yaml") -> dict[str, Path]:

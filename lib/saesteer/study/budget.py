@@ -8,7 +8,7 @@ loads (a ``Subject`` keeps each SAE it loaded, in float32), and the key-value
 cache of one batch of generation. Activations and the allocator's slack come
 on top: leave a quarter more.
 
-Usage: ``python -m saesteer.budget`` prints the table of ``book/rerun.md``.
+Usage: ``python -m saesteer.study.budget`` prints the table of ``book/rerun.md``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 import transformers
 
-from saesteer.params import read_param_file
-from saesteer.paths import repo_root
+from saesteer.core.files import repo_root
+from saesteer.study.params import read_param_file
 
 ARCHITECTURES = {  # hub id -> (transformers config class, its published config.json shape fields)
     "google/gemma-2-2b": ("Gemma2Config", dict(

@@ -10,31 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from saesteer.paths import repo_root
-
-
-def write_json(path: str | Path, data) -> Path:
-    """Write ``data`` as JSON through a temporary file and a rename, so an interrupted run leaves no torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
-    return path
-
-
-def read_json(path: str | Path):
-    """Read a JSON results file."""
-    return json.loads(Path(path).read_text())
+from saesteer.core.files import read_json, repo_root, write_json
 
 
 def save_results(folder: Path, params: dict, results: dict) -> Path:

@@ -11,7 +11,7 @@ import torch
 import transformers
 from sae_lens import TopKSAE, TopKSAEConfig
 
-from saesteer.tokenizer import word_tokenizer
+from saesteer.core.tokenizer import word_tokenizer
 
 TINY_WORDS = [f"w{i}" for i in range(60)]  # 64 tokens with the specials
 TINY_SIZES = dict(hidden=32, intermediate=64, layers=2, heads=2)

@@ -25,8 +25,8 @@ import nnsight
 import torch
 from sae_lens import SAE
 
-from saesteer import hooks
-from saesteer.hooks import Site
+from saesteer.core import hooks
+from saesteer.core.hooks import Site
 
 TOKENS = ("all", "prompt", "generated", "last")
 

@@ -17,19 +17,18 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 from scipy.stats import percentileofscore, spearmanr
 
-from saesteer import feature_flow as ff
-from saesteer import input_output_scores as io
-from saesteer import refusal_steering as rs
-from saesteer import steering_vector_decomposition as svd
-from saesteer.hooks import Site
-from saesteer.params import Param, ParameterError
-from saesteer.paths import shown
-from saesteer.results import read_json
-from saesteer.subjects import SUBJECT_PARAMS
+from saesteer.analyses import decomposition as svd
+from saesteer.analyses import flow as ff
+from saesteer.analyses import refusal as rs
+from saesteer.analyses import scores as io
+from saesteer.core.files import read_json
+from saesteer.core.hooks import Site
+from saesteer.study.params import Param, ParameterError
+from saesteer.study.paths import shown
+from saesteer.study.subjects import SUBJECT_PARAMS
 
 CHAPTERS = ("refusal_steering", "steering_vector_decomposition", "feature_flow", "input_output_scores")
 TRADEOFF_KINDS = ("jailbreak", *rs.SAFE, *rs.CAPABILITY)  # what chapter A's trade-off reads
@@ -66,7 +65,7 @@ def load_sources(root: Path, sources: str, model: str) -> dict[str, dict]:
         path = Path(root) / sources / chapter / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"Chapter {chapter!r} has no results file {shown(path)}; make it with "
-                                    f"`python -m saesteer.pipeline --only {chapter}` (setting {sources!r}).")
+                                    f"`python -m saesteer.study.pipeline --only {chapter}` (setting {sources!r}).")
         out[chapter] = read_json(path)
         if out[chapter]["params"]["model"] != model:
             raise ParameterError(f"Parameter 'sources' ({sources!r}) holds {chapter} results of model "

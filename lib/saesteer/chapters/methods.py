@@ -10,11 +10,16 @@ from collections.abc import Sequence
 
 import torch.nn.functional as F
 
-from saesteer import hooks
-from saesteer.interventions import Clamp, Scale, forward_with_edits, generate_with_edits
-from saesteer.hooks import Site
-from saesteer.params import Param
-from saesteer.tiny import FAMILIES
+from saesteer.core import hooks
+from saesteer.core.hooks import Site
+from saesteer.core.interventions import (
+    Clamp,
+    Scale,
+    forward_with_edits,
+    generate_with_edits,
+)
+from saesteer.core.tiny import FAMILIES
+from saesteer.study.params import Param
 
 PARAMS = {  # the methods notebook's parameters
     "setting": Param(str),  # results go to data/results/<setting>/methods/

@@ -21,8 +21,8 @@ from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEC
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.training.sae_trainer import SAETrainer
 
-from saesteer.hooks import Site
-from saesteer.interventions import Ablate, Reconstruct, batches, forward_with_edits
+from saesteer.core.hooks import Site
+from saesteer.core.interventions import Ablate, Reconstruct, batches, forward_with_edits
 
 
 @dataclass

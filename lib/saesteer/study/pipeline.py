@@ -7,7 +7,7 @@ changed since its executed copy was written (a stamp in the executed notebook's
 metadata), so an interrupted ``make book`` resumes where it stopped. Each notebook is executed into ``book/.partial/`` and moved into place
 only when it finished, so a failed run never replaces a good page.
 
-Usage: ``python -m saesteer.pipeline [--only CHAPTER] [--force] [--check]``; ``--check`` executes
+Usage: ``python -m saesteer.study.pipeline [--only CHAPTER] [--force] [--check]``; ``--check`` executes
 nothing and fails when an executed chapter is missing or stale (``make html`` runs it first).
 """
 
@@ -23,17 +23,13 @@ from pathlib import Path
 import nbformat
 import papermill
 
-from saesteer.params import ParameterError, read_param_file
-from saesteer.paths import chapter_param_files, repo_root
-from saesteer.results import source_digest
-from saesteer.scorecard import PAPERS
+from saesteer.core.files import repo_root
+from saesteer.study.book import READS
+from saesteer.study.params import ParameterError, read_param_file
+from saesteer.study.paths import chapter_param_files
+from saesteer.study.results import source_digest
 
 STAMP_KEY = "saesteer_stamp"
-READS = {  # chapter -> the chapters whose results files it reads (listed before it in chapters.yaml)
-    "feature_flow": ["refusal_steering"],
-    "synthesis": list(PAPERS),
-    "intro": list(PAPERS),
-}
 
 
 def chapters(root: Path) -> dict[str, Path]:
@@ -128,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_chapters(root)
         for name in stale:
-            print(f"book/{name}.ipynb is missing or stale: run `python -m saesteer.pipeline --only {name}`", file=sys.stderr)
+            print(f"book/{name}.ipynb is missing or stale: run `python -m saesteer.study.pipeline --only {name}`", file=sys.stderr)
         return 1 if stale else 0
     todo = chapters(root)
     if args.only:

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 import transformers
 
-from saesteer.language import Dialogue
-from saesteer.progress import bar
+from saesteer.core.progress import bar
+from saesteer.organism.language import Dialogue
 
 
 @dataclass

@@ -14,7 +14,7 @@ import nnsight
 import torch
 import transformers
 
-from saesteer.tiny import tiny_model_and_tokenizer
+from saesteer.core.tiny import tiny_model_and_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

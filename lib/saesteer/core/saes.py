@@ -8,7 +8,7 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 from sae_lens import SAE
 from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
-from saesteer import hooks
+from saesteer.core import hooks
 
 
 def load_sae(release: str | None = None, sae_id: str | None = None, path: str | None = None, device: str = "cpu") -> SAE:

@@ -1,0 +1,1 @@
+"""One module per notebook: its parameters, checks, claims and figures. Nothing imports a chapter."""

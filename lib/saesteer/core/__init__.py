@@ -1,0 +1,1 @@
+"""Core mechanics: hook points, models, SAEs, nnsight edits, SAE codes, generation, statistics, tiny test models."""

@@ -1,0 +1,1 @@
+"""Study infrastructure: parameters, paths, results files, subjects, the notebook pipeline, figures."""
