@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers / huggingface_hub are imported
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -60,3 +61,11 @@ def sae():
 
 
 PROMPTS = ["w1 w2 w3 w4", "w5 w6", "w7 w8 w9"]
+
+
+def run_results(root: Path, chapter: str) -> Path:
+    """The results file of the one papermill run of ``chapter`` under a results root: a run that is not the
+    pipeline's writes to ``runs/<chapter>/<setting>-<hash>/`` (never over the book's results)."""
+    found = sorted((root / "runs" / chapter).glob("*/results.json"))
+    assert len(found) == 1, f"expected one run of {chapter} under {root}, found {found}"
+    return found[0]

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import run_results
 from saesteer.analyses import flow as ff
 from saesteer.chapters import feature_flow as chapter
 from saesteer.core.hooks import Site
@@ -143,7 +144,7 @@ def test_gemma_parameter_file_names_real_releases_and_runs_on_tiny_gemma2(tmp_pa
     out = tmp_path / "chapter.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "feature_flow.ipynb"), str(out), parameters={**values, **overrides},
                                cwd=str(ROOT / "book"), kernel_name="python3", progress_bar=False)
-    saved = json.loads((tmp_path / "results" / "pytest-gemma2" / "feature_flow" / "results.json").read_text())["results"]
+    saved = json.loads(run_results(tmp_path / "results", "feature_flow").read_text())["results"]
     assert [r["layer"] for r in saved["categories"]] == [0, 1] and len(saved["deactivation"]) == 4
     assert [g["seed"]["name"] for g in saved["graphs"]] == ["seed 1:3:sea", "seed 0:5"]
     assert {r["schedule"] for r in saved["steering"]} == {"none", "single", "constant", "linear", "exponential"}

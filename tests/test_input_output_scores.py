@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import run_results
 from saesteer.analyses import scores as io
 from saesteer.chapters import input_output_scores as chapter
 from saesteer.core.hooks import Site
@@ -128,7 +129,7 @@ def test_gemma_parameter_file_names_real_saes_and_runs_on_tiny_gemma2(tmp_path):
     papermill.execute_notebook(str(ROOT / "notebooks" / "input_output_scores.ipynb"), str(out),
                                parameters={**values, **overrides}, cwd=str(ROOT / "book"), kernel_name="python3",
                                progress_bar=False)
-    saved = json.loads((tmp_path / "results" / "pytest-gemma2" / "input_output_scores" / "results.json").read_text())
+    saved = json.loads(run_results(tmp_path / "results", "input_output_scores").read_text())
     assert len(saved["results"]["scores"]) == 2 * 64  # every feature of both layers
     assert len(saved["results"]["claims"]) == 5
     curves = saved["results"]["curves"]  # at the rule's factor and at the strongest factor (10)

@@ -12,6 +12,7 @@ import papermill
 import pytest
 import yaml
 
+from conftest import run_results
 from saesteer.study import pipeline
 from saesteer.study.params import ParameterError
 
@@ -40,7 +41,7 @@ def test_methods_notebook_runs_with_a_parameter_file_and_validates(tmp_path):
     papermill.execute_notebook(str(ROOT / "notebooks" / "methods.ipynb"), str(out),
                                parameters=yaml.safe_load(param_file.read_text()), cwd=str(ROOT / "book"),
                                kernel_name="python3", progress_bar=False)
-    saved = json.loads((tmp_path / "results" / "pytest" / "methods" / "results.json").read_text())
+    saved = json.loads(run_results(tmp_path / "results", "methods").read_text())
     assert saved["params"]["families"] == ["gemma2", "gpt2"] and saved["params"]["layer"] == 0
     assert saved["results"]["splice_max_logit_error"] == {"gemma2": 0.0, "gpt2": 0.0}
     assert saved["results"]["generation_edited_steps"] == {"gemma2": 4, "gpt2": 4}

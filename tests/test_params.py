@@ -49,7 +49,7 @@ def test_good_values_pass_and_existing_path_is_accepted(tmp_path):
 
 
 def test_unknown_and_missing_parameters():
-    with pytest.raises(ParameterError, match="Unknown parameter 'layr'; this notebook takes families, layer"):
+    with pytest.raises(ParameterError, match="Unknown parameter 'layr'; did you mean 'layer'\\?"):
         validate({**GOOD, "layr": 2}, SPECS)
     with pytest.raises(ParameterError, match="Parameter 'plot' is missing; it must be true or false."):
         validate({k: v for k, v in GOOD.items() if k != "plot"}, SPECS)

@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import run_results
 from saesteer.analyses import refusal as rs
 from saesteer.chapters import refusal_steering as chapter
 from saesteer.core.hooks import Site
@@ -107,7 +108,7 @@ def _tiny_run(param_file: Path, family: str, tmp_path: Path, prompt_folder: Path
     out = tmp_path / "chapter.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "refusal_steering.ipynb"), str(out), parameters={**values, **overrides},
                                cwd=str(ROOT / "book"), kernel_name="python3", progress_bar=False)
-    return json.loads((tmp_path / "results" / f"pytest-{family}" / "refusal_steering" / "results.json").read_text())
+    return json.loads(run_results(tmp_path / "results", "refusal_steering").read_text())
 
 
 def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_path, prompt_folder):

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import run_results
 from saesteer.analyses import decomposition as svd
 from saesteer.chapters import steering_vector_decomposition as chapter
 from saesteer.core.hooks import Site
@@ -159,6 +160,6 @@ def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_p
     papermill.execute_notebook(str(ROOT / "notebooks" / "steering_vector_decomposition.ipynb"), str(tmp_path / "out.ipynb"),
                                parameters={**values, **overrides}, cwd=str(ROOT / "book"), kernel_name="python3",
                                progress_bar=False)
-    saved = json.loads((tmp_path / "results" / "pytest-gemma2" / "steering_vector_decomposition" / "results.json").read_text())
+    saved = json.loads(run_results(tmp_path / "results", "steering_vector_decomposition").read_text())
     assert saved["results"]["layer"] in (0, 1) and len(saved["results"]["claims"]) == 6
     assert {r["vector"] for r in saved["results"]["steering"]} >= {"v", "SAE reconstruction", "random direction"}

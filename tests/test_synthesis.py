@@ -9,6 +9,7 @@ import papermill
 import pytest
 import torch
 
+from conftest import run_results
 from saesteer.analyses import flow as ff
 from saesteer.analyses import refusal as rs
 from saesteer.chapters import synthesis as syn
@@ -159,10 +160,10 @@ def test_notebook_runs_on_tiny_gemma2_from_chapter_results(tmp_path):
                  "candidate_items": 3, "n_pairs": 4, "refusal_answer": "w1", "compliance_answer": "w2", "batch_size": 64}
     papermill.execute_notebook(str(ROOT / "notebooks" / "synthesis.ipynb"), str(tmp_path / "out.ipynb"), parameters=overrides,
                                cwd=str(ROOT / "book"), kernel_name="python3", progress_bar=False)
-    saved = json.loads((tmp_path / "results" / "pytest-tiny" / "synthesis" / "results.json").read_text())["results"]
+    saved = json.loads(run_results(tmp_path / "results", "synthesis").read_text())["results"]
     assert {r["setting"] for r in saved["graph"]["tradeoff"]} == {"refusal feature, clamped (A)", "whole graph, clamped",
                                                                   "residual chain, added (C)"}
     assert [m["method"] for m in saved["decomposition"]["methods"]][:2] == ["encode(v)", "encode(v) - encode(0)"]
     assert len(saved["candidates"]["table"]) == 4 and saved["candidates"]["picks"]["chapter A's search"] == saved["feature"]
-    figures = {p.stem for p in (tmp_path / "results" / "pytest-tiny" / "synthesis" / "figures").iterdir()}
+    figures = {p.stem for p in (run_results(tmp_path / "results", "synthesis").parent / "figures").iterdir()}
     assert figures == {"scores", "graph_tradeoff", "decomposition_ranks", "candidates"}

@@ -521,19 +521,19 @@ def seeds(params: dict, probes: dict | None, refusal: dict | None, n_layers: int
     return out
 
 
-def refusal_seed(chapter_a: dict | None, probes: dict | None, n_layers: int) -> dict | None:
-    """Chapter A's refusal feature when its results exist, else the best refusal probe feature over the
-    resid_post sites (the source is recorded)."""
-    if chapter_a is not None:
+def refusal_seed(chapter_a: dict | None, probes: dict | None, layers: Sequence[int]) -> dict | None:
+    """Chapter A's refusal feature when its results exist and its layer is among the matched ``layers``,
+    else the best refusal probe feature over those layers' resid_post sites (the source is recorded)."""
+    if chapter_a is not None and chapter_a["results"]["layer"] in layers:
         r = chapter_a["results"]
         return {"layer": r["layer"], "feature": r["feature"], "topic": None, "name": "refusal",
-                "source": "chapter A's steered feature (data/results/<setting>/refusal_steering/results.json)"}
+                "source": "chapter A's steered feature (its results file for this setting)"}
     if probes is None:
         return None
-    site = max((Site(layer) for layer in range(n_layers)), key=lambda s: probes["refusal"][str(s)]["auroc"])
+    site = max((Site(layer) for layer in layers), key=lambda s: probes["refusal"][str(s)]["auroc"])
     best = probes["refusal"][str(site)]
     return {"layer": site.layer, "feature": best["feature"], "topic": None, "name": "refusal",
-            "source": f"best refusal probe feature ({site}, AUROC {best['auroc']:.3f}); chapter A's results absent"}
+            "source": f"best refusal probe feature ({site}, AUROC {best['auroc']:.3f}); chapter A's feature absent or unmatched"}
 
 
 # --- 6. multi-layer steering ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 
 from saesteer.analyses.flow import GROUPS, METHODS, SCHEDULES, parse_seed
 from saesteer.organism.language import TOPICS
-from saesteer.study.params import Param, ParameterError
+from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
 from saesteer.study.subjects import SUBJECT_PARAMS
 
@@ -37,11 +37,11 @@ PARAMS = {  # the chapter's parameters
     "seed_topics": Param(list, items=str),  # organism topics whose best probe feature seeds a graph
     "seed_layer": Param(int, min=0, optional=True),  # layer of the seeds (null: the middle layer)
     "seed_features": Param(list, items=str),  # extra seeds "layer:feature" or "layer:feature:topic"
-    "steer_coefficients": Param(list, items=float, min=0.0),  # s, added along unit decoder directions
+    "steer_coefficients": Param(list, items=float, min=0.0, nonempty=True),  # s, added along unit decoder directions
     "small_coefficients": Param(int, min=1),  # the smallest this many coefficients count as "small"
-    "schedules": Param(list, choices=SCHEDULES),  # cumulative schedules compared with single-layer steering
+    "schedules": Param(list, choices=SCHEDULES, nonempty=True),  # cumulative schedules compared with single-layer steering
     "alpha": Param(float),  # exponential schedule: s_l = s exp(alpha l)
-    "deactivate_factors": Param(list, items=float),  # r of the graph deactivation sweep
+    "deactivate_factors": Param(list, items=float, nonempty=True),  # r of the graph deactivation sweep
     "steer_prompts": Param(int, min=1, max=1000),  # prompts per steered topic
     "new_tokens": Param(int, min=1, max=256),  # tokens generated per prompt
     "batch_size": Param(int, min=1, max=8192),  # rows per forward or generate call
@@ -65,6 +65,24 @@ def check_params(params: dict) -> None:
         raise ParameterError("Parameter 'corpus_text' must name a text file for a model other than the organism.")
     if params["mlp_sae_release"] and not params["mlp_sae_id"]:
         raise ParameterError("Parameter 'mlp_sae_id' must name the id template when 'mlp_sae_release' is given.")
+
+
+def check_layers(params: dict, n_layers: int) -> None:
+    """Matched layers, seed layers and explicit seeds must exist, and every seed must sit on a matched layer
+    (its graph is drawn from the matches and the corpus codes of the matched layers)."""
+    layers = params["layers"] or list(range(n_layers))
+    for layer in layers:
+        check_layer("layers", layer, n_layers)
+    seed_layer = params["seed_layer"] if params["seed_layer"] is not None else n_layers // 2
+    named = [("seed_features", parse_seed(s)["layer"]) for s in params["seed_features"]]
+    if params["model"] == "organism" and params["seed_topics"]:
+        named.append(("seed_layer", seed_layer))
+    for name, layer in named:
+        check_layer(name, layer, n_layers)
+        if layer not in layers:
+            raise ParameterError(f"Parameter {name!r} puts a seed at layer {layer}, which is not among the matched "
+                                 f"layers {layers}; add it to 'layers' or move the seed.")
+
 
 def claim_groups(groups: list[dict], agreement: list[dict]) -> dict:
     """"From nowhere" is the commonest group, and cosine categories agree with co-activation."""

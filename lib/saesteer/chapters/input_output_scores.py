@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from saesteer.analyses.scores import classify
-from saesteer.study.params import Param, ParameterError
+from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
 from saesteer.study.subjects import SUBJECT_PARAMS
 
@@ -29,8 +29,8 @@ PARAMS = {  # the chapter's parameters
     "temperature": Param(float, min=0.01),  # sampling temperature
     "gen_features": Param(int, min=2, max=100_000),  # random features per layer whose steering is measured
     "sweep_features": Param(int, min=1, max=100_000),  # features (over all layers) in the factor sweep
-    "factors": Param(list, items=float, min=0.0),  # the factor sweep
-    "thresholds": Param(list, items=float),  # output-score thresholds of the filter curve
+    "factors": Param(list, items=float, min=0.0, nonempty=True),  # the factor sweep
+    "thresholds": Param(list, items=float, nonempty=True),  # output-score thresholds of the filter curve
     "random_draws": Param(int, min=1, max=1000),  # random filters of the same size per threshold
     "hybrid_cut": Param(float, min=0.0),  # a score at least this high counts as "high" (hybrids: both high)
     "topic_lens_min": Param(int, min=1),  # lens tokens from one topic's vocabulary that make a topic-writing feature
@@ -43,8 +43,13 @@ def check_params(params: dict) -> None:
     if params["min_examples"] > params["max_examples"]:
         raise ParameterError(f"Parameter 'min_examples' must not exceed max_examples ({params['max_examples']}); "
                              f"got {params['min_examples']!r}.")
-    if not params["factors"]:
-        raise ParameterError("Parameter 'factors' must list at least one steering factor.")
+
+
+def check_layers(params: dict, n_layers: int) -> None:
+    """The scored layers must exist in the model."""
+    for layer in params["layers"]:
+        check_layer("layers", layer, n_layers)
+
 
 def claims(trend: Sequence[dict], rows: Sequence[dict], curves: dict[float, list[dict]], factor: float, examples: dict,
            cut: float) -> list[dict]:

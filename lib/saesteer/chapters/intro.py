@@ -17,9 +17,9 @@ from pathlib import Path
 import papermill
 from docutils.nodes import make_id
 
-from saesteer.core.files import read_json
+from saesteer.core.files import read_json, repo_root
 from saesteer.study.book import PAPERS
-from saesteer.study.params import Param, read_param_file
+from saesteer.study.params import Param, ParameterError, read_param_file
 from saesteer.study.paths import results_root
 
 SECTIONS = {  # chapter -> claim number -> the heading of the section that shows its evidence
@@ -42,6 +42,13 @@ VERDICTS = ("reproduced", "partly", "not reproduced")
 PARAMS = {  # the front page's parameters
     "chapters_file": Param(str),  # chapter -> setting listing, relative to the repository (the book's: notebooks/chapters.yaml)
 }
+
+
+def check_params(params: dict) -> None:
+    """The chapter listing must exist (a path relative to the repository)."""
+    if not (repo_root() / params["chapters_file"]).is_file():
+        raise ParameterError(f"Parameter 'chapters_file' must name a chapter listing in the repository, like "
+                             f"notebooks/chapters.yaml; {params['chapters_file']!r} does not exist.")
 
 
 class ResultsError(RuntimeError):

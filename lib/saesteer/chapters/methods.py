@@ -18,21 +18,29 @@ from saesteer.core.interventions import (
     forward_with_edits,
     generate_with_edits,
 )
-from saesteer.core.tiny import FAMILIES
-from saesteer.study.params import Param
+from saesteer.core.tiny import FAMILIES, TINY_SIZES
+from saesteer.study.params import Param, ParameterError, check_feature, check_layer
 
 PARAMS = {  # the methods notebook's parameters
     "setting": Param(str),  # results go to data/results/<setting>/methods/
-    "families": Param(list, choices=FAMILIES),  # tiny model families to check
+    "families": Param(list, choices=FAMILIES, nonempty=True),  # tiny model families to check
     "layer": Param(int, min=0),  # layer of the clamp experiment (checked against depth after loading)
     "position": Param(str, choices=hooks.POSITIONS),  # hook position of the clamp experiment
     "d_sae": Param(int, min=1, max=65536),  # width of the random TopK SAE
     "k": Param(int, min=1),  # TopK sparsity
     "feature": Param(int, min=0),  # feature to clamp (checked against d_sae)
-    "clamp_values": Param(list, items=float),  # values to clamp the feature to
+    "clamp_values": Param(list, items=float, nonempty=True),  # values to clamp the feature to
     "n_new_tokens": Param(int, min=1, max=64),  # tokens generated in the every-token check
     "seed": Param(int, min=0),  # seed of models and SAEs
 }
+
+
+def check_params(params: dict) -> None:
+    """The SAE's sparsity, the feature and the layer against the SAE's width and the tiny models' depth."""
+    if params["k"] > params["d_sae"]:
+        raise ParameterError(f"Parameter 'k' must be at most d_sae ({params['d_sae']}); got {params['k']!r}.")
+    check_feature("feature", params["feature"], params["d_sae"])
+    check_layer("layer", params["layer"], TINY_SIZES["layers"])
 
 
 def hook_table(model) -> list[dict]:

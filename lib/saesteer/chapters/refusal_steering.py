@@ -6,21 +6,21 @@ from collections.abc import Sequence
 
 from saesteer.analyses.refusal import CAPABILITY, SAFE, UNSAFE
 from saesteer.organism import evaluation
-from saesteer.study.params import Param, ParameterError
+from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
 from saesteer.study.subjects import SUBJECT_PARAMS
 
 PARAMS = {  # the chapter's parameters
     "setting": Param(str),  # results go to data/results/<setting>/refusal_steering/
     **SUBJECT_PARAMS,
-    "refusal_markers": Param(list, items=str),  # a response opening with one of these is a refusal
+    "refusal_markers": Param(list, items=str, nonempty=True),  # a response opening with one of these is a refusal
     "layer": Param(int, min=0, optional=True),  # resid_post layer steered; null = the layer the search picks
     "search_layers": Param(list, items=int),  # layers searched (empty = every layer)
     "n_archetypal": Param(int, min=1, max=200),  # archetypal harmful prompts whose refusals give candidates
     "max_candidates": Param(int, min=1, max=2000),  # at most this many candidates are steered in the search
     "n_selection": Param(int, min=4, max=2000),  # selection prompts per kind (disjoint from evaluation)
     "search_multiple": Param(float, min=0.0),  # clamp of the search, in multiples of the typical maximum
-    "clamp_multiples": Param(list, items=float, min=0.0),  # the sweep's clamps, in multiples of the typical maximum
+    "clamp_multiples": Param(list, items=float, min=0.0, nonempty=True),  # the sweep's clamps, in multiples of the typical maximum
     "headline_multiple": Param(float, min=0.0),  # the clamp the claims table reports (one of clamp_multiples)
     "control_features": Param(list, items=int, min=0),  # controls; empty = chosen automatically
     "eval_items": Param(int, min=2, max=5000),  # held-out items per kind in the sweep
@@ -35,6 +35,15 @@ def check_params(params: dict) -> None:
     if params["headline_multiple"] not in params["clamp_multiples"]:
         raise ParameterError(f"Parameter 'headline_multiple' must be one of clamp_multiples {params['clamp_multiples']}; "
                              f"got {params['headline_multiple']!r}.")
+
+
+def check_layers(params: dict, n_layers: int) -> None:
+    """The steered layer and the searched layers must exist in the model."""
+    for layer in params["search_layers"]:
+        check_layer("search_layers", layer, n_layers)
+    if params["layer"] is not None:
+        check_layer("layer", params["layer"], n_layers)
+
 
 # --- claims ------------------------------------------------------------------------------------
 def _rate(report: dict, kinds: Sequence[str]) -> tuple[float, float, float]:

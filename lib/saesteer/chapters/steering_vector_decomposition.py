@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from saesteer.analyses.decomposition import overlap
-from saesteer.study.params import Param, ParameterError
+from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
 from saesteer.study.subjects import SUBJECT_PARAMS
 
@@ -19,9 +19,9 @@ PARAMS = {  # the chapter's parameters
     "n_pairs": Param(int, min=2, max=5000),  # pairs the vectors are built on (training distribution)
     "n_eval": Param(int, min=2, max=5000),  # held-out pairs the behaviour is measured on
     "n_layer_eval": Param(int, min=2, max=5000),  # held-out pairs of the per-layer steerability sweep
-    "multipliers": Param(list, items=float),  # the steerability sweep, in multiples of v
+    "multipliers": Param(list, items=float, nonempty=True),  # the steerability sweep, in multiples of v
     "headline_multiplier": Param(float),  # the multiplier of the steering test (one of multipliers)
-    "scales": Param(list, items=float, min=0.0),  # the a of encode(a v)
+    "scales": Param(list, items=float, min=0.0, nonempty=True),  # the a of encode(a v)
     "top_k": Param(int, min=1, max=50),  # latents shown per encoding (the paper's Table 1 has 5)
     "recon_k": Param(int, min=1, max=512),  # features each alternative keeps for its steering reconstruction
     "gt_margin": Param(float, min=0.0, max=0.5),  # a ground-truth feature has |AUROC - 0.5| at least this
@@ -39,6 +39,18 @@ def check_params(params: dict) -> None:
         raise ParameterError("Parameter 'multipliers' must include 0.0, the unsteered baseline.")
     if params["pairs"] != "organism" and not Path(params["pairs"]).is_file():
         raise ParameterError(f"Parameter 'pairs' must be 'organism' or an existing JSONL file; got {params['pairs']!r}.")
+
+
+def check_layers(params: dict, n_layers: int) -> None:
+    """The analysed layer and the swept layers must exist in the model; the analysed one must be swept."""
+    for layer in params["layers"]:
+        check_layer("layers", layer, n_layers)
+    if params["layer"] is not None:
+        check_layer("layer", params["layer"], n_layers)
+        if params["layers"] and params["layer"] not in params["layers"]:
+            raise ParameterError(f"Parameter 'layer' ({params['layer']}) must be one of layers {params['layers']}, "
+                                 "whose vectors are built.")
+
 
 # --- claims ------------------------------------------------------------------------------------------
 def claims(analysis: dict, steering: list[dict], k: int) -> list[dict]:

@@ -26,8 +26,8 @@ from saesteer.analyses import refusal as rs
 from saesteer.analyses import scores as io
 from saesteer.core.files import read_json
 from saesteer.core.hooks import Site
-from saesteer.study.params import Param, ParameterError
-from saesteer.study.paths import shown
+from saesteer.study.params import Param, ParameterError, nearest
+from saesteer.study.paths import results_root, shown
 from saesteer.study.subjects import SUBJECT_PARAMS
 
 CHAPTERS = ("refusal_steering", "steering_vector_decomposition", "feature_flow", "input_output_scores")
@@ -38,7 +38,7 @@ PARAMS = {  # the chapter's parameters
     "setting": Param(str),  # results go to data/results/<setting>/synthesis/
     "sources": Param(str),  # the setting whose four chapter results are joined
     **SUBJECT_PARAMS,
-    "strengths": Param(list, items=float, min=0.0),  # clamp multiples (of the typical maximum) of single vs graph
+    "strengths": Param(list, items=float, min=0.0, nonempty=True),  # clamp multiples (of the typical maximum) of single vs graph
     "eval_items": Param(int, min=2, max=5000),  # held-out items per behaviour in the graph trade-off sweep
     "candidate_items": Param(int, min=2, max=5000),  # held-out items per behaviour for each candidate
     "candidate_multiple": Param(float, min=0.0, optional=True),  # candidates' clamp; null: A's search_multiple
@@ -52,8 +52,12 @@ PARAMS = {  # the chapter's parameters
 
 def check_params(params: dict) -> None:
     """Cross-parameter checks the specs cannot express."""
-    if not params["strengths"]:
-        raise ParameterError("Parameter 'strengths' must list at least one clamp multiple.")
+    root = results_root()
+    if not (root / params["sources"]).is_dir():
+        known = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "runs") if root.is_dir() else []
+        hint = nearest(params["sources"], known) or f"the settings with results are {', '.join(known) or 'none'}."
+        raise ParameterError(f"Parameter 'sources' is {params['sources']!r}, which has no results under "
+                             f"{shown(root)}; {hint}")
 
 
 # --- the chapters' results ------------------------------------------------------------------------

@@ -8,13 +8,16 @@ the ``nnsight.TransformersModel`` this module returns.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+from pathlib import Path
 
 import nnsight
 import torch
 import transformers
 
-from saesteer.core.tiny import tiny_model_and_tokenizer
+from saesteer.core.tiny import FAMILIES, tiny_model_and_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -33,10 +36,34 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def missing_model_message(name: str) -> str:
+    """One sentence for a hub model that is not here: which model, how to get it, where the cache is."""
+    cache = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    how = ("the study runs offline (HF_HUB_OFFLINE=1): on a machine with the hub, accept the model's licence on "
+           f"huggingface.co/{name} if it is gated, `huggingface-cli login` with a token, and run "
+           f"`HF_HUB_OFFLINE=0 huggingface-cli download {name}`" if os.environ.get("HF_HUB_OFFLINE") == "1" else
+           f"the hub did not provide it: accept its licence on huggingface.co/{name} if it is gated and log in with a token")
+    return f"Model {name!r} is not in the Hugging Face cache ({cache}) and {how}; or pass a local directory."
+
+
 def wrap(model: transformers.PreTrainedModel, tokenizer) -> nnsight.TransformersModel:
     """Wrap an already-built model and tokenizer for nnsight (never touches the hub)."""
     model.eval()
     return nnsight.TransformersModel(model, tokenizer=tokenizer)
+
+
+def model_name_problem(name: str) -> str | None:
+    """What is wrong with a model name, or None: a model is "organism", ``tiny:<family>``, a local
+    directory or a hub id (``owner/name``); anything else is a typo, caught before anything loads."""
+    if name == "organism" or Path(name).is_dir():
+        return None
+    if name.startswith("tiny:"):
+        return None if name[5:] in FAMILIES else f"the tiny families are {', '.join(FAMILIES)}"
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not name.startswith((".", "/")):
+        return None
+    if difflib.get_close_matches(name, ["organism"], n=1, cutoff=0.6):
+        return "did you mean 'organism'?"
+    return "it must be 'organism', tiny:<family>, a local directory or a hub id (owner/name)"
 
 
 def load_model(name: str, device: str = "auto", dtype: str = "float32", seed: int = 0) -> nnsight.TransformersModel:
@@ -46,6 +73,9 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", seed: in
     sentence that says what to do.
     """
     torch_dtype = resolve_dtype(dtype)
+    problem = model_name_problem(name)
+    if problem:
+        raise ValueError(f"Model {name!r} is not a model; {problem}" + ("" if problem.endswith("?") else "."))
     if name.startswith("tiny:"):
         model, tokenizer = tiny_model_and_tokenizer(name.split(":", 1)[1], seed=seed)
     else:
@@ -53,10 +83,5 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", seed: in
             tokenizer = transformers.AutoTokenizer.from_pretrained(name)
             model = transformers.AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype)
         except OSError as err:
-            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-            hint = " (HF_HUB_OFFLINE=1 is set)" if offline else ""
-            raise FileNotFoundError(
-                f"Model {name!r} is neither a local directory nor in the Hugging Face cache{hint}; "
-                "download it on a machine with hub access or pass a local path."
-            ) from err
+            raise FileNotFoundError(missing_model_message(name)) from err
     return wrap(model.to(device=resolve_device(device), dtype=torch_dtype), tokenizer)

@@ -1,20 +1,32 @@
-"""Set-up shared by every chapter notebook: seeds, plot style, quiet libraries.
+"""The start of every chapter notebook: ``start(chapter, globals())`` in its setup cell.
 
-nbval compares cell outputs, stderr included, so the notebooks silence the
-libraries' deprecation chatter here, in one place, and turn progress bars off
-when ``TQDM_DISABLE=1`` (set by the test suite).
+It seeds, styles plots and silences the libraries' deprecation chatter (nbval
+compares cell outputs, stderr included; ``TQDM_DISABLE=1`` turns progress bars
+off), checks the parameters before any heavy work, and decides where the run
+writes. A chapter module (``saesteer.chapters.<notebook>``) follows one template:
+``PARAMS`` (the parameters cell, declared once and checked against it by a
+test), ``check_params(config)`` for values that depend on each other, and, for
+chapters on a subject, ``check_layers(config, n_layers)`` once the model's
+depth is known; then its stages, ``claims`` and figures.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
-import os
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 
 import matplotlib
 import pandas as pd
 import seaborn as sns
 import torch
+
+from saesteer.core.files import read_json
+from saesteer.study import params, paths, subjects
+from saesteer.study.results import Cache
 
 NOISY = ("nnsight", "sae_lens", "transformers", "huggingface_hub", "papermill")
 
@@ -22,7 +34,6 @@ NOISY = ("nnsight", "sae_lens", "transformers", "huggingface_hub", "papermill")
 def setup(seed: int = 0) -> None:
     """Seed torch, set a readable plot style, and keep library warnings out of cell outputs."""
     torch.manual_seed(seed)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 120, "axes.titleweight": "bold"})
     sns.set_theme(style="whitegrid", context="notebook")
     pd.set_option("display.precision", 4)
@@ -31,3 +42,83 @@ def setup(seed: int = 0) -> None:
             warnings.filterwarnings("ignore", category=category, module=module)
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@dataclass
+class Run:
+    """One execution of a chapter notebook: its checked parameters, where it writes, its stage cache."""
+
+    chapter: ModuleType  # the chapter module (PARAMS, check_params, optional check_layers)
+    config: dict  # the parsed, checked parameters
+    out_dir: Path  # the book's results folder on a pipeline run, else the run's own folder
+
+    @property
+    def name(self) -> str:
+        """The chapter's short name (its notebook's and module's name)."""
+        return self.chapter.__name__.rsplit(".", 1)[1]
+
+    def cache(self, extra: dict | None = None) -> Cache:
+        """The stage cache of these parameters (plus ``extra`` inputs, e.g. the parameters of results read)."""
+        return Cache(self.out_dir, self.config | (extra or {}), self.name)
+
+    def load_subject(self):
+        """The subject the parameters name, with the chapter's layer parameters checked against its depth."""
+        subject = subjects.load_subject(self.config)
+        if hasattr(self.chapter, "check_layers"):
+            self.chapter.check_layers(self.config, subject.n_layers)
+        return subject
+
+    def upstream(self, chapter: str) -> dict | None:
+        """Another chapter's book results for this setting (under ``results_root()``), or None when absent."""
+        path = paths.book_results(self.config["setting"], chapter)
+        return read_json(path) if path.is_file() else None
+
+
+def check(chapter: ModuleType, values: dict) -> dict:
+    """Every check a chapter's parameters get before any heavy work: names, types and ranges (``PARAMS``),
+    values that depend on each other (``check_params``), the setting's name and the device. Returns the
+    parsed values."""
+    config = params.validate(values, chapter.PARAMS)
+    check_setting(chapter, config.get("setting"))
+    if "device" in config:
+        check_device(config["device"])
+    if "model" in config and "prompts" in config:
+        subjects.check_subject_params(config)
+    if hasattr(chapter, "check_params"):
+        chapter.check_params(config)
+    return config
+
+
+def check_setting(chapter: ModuleType, setting: str | None) -> None:
+    """A setting is a free name, but one a letter or two away from a parameter file of the chapter is a typo."""
+    folder = paths.repo_root() / "notebooks" / "params" / chapter.__name__.rsplit(".", 1)[1]
+    known = sorted(p.stem for p in folder.glob("*.yaml"))
+    if setting is None or setting in known:
+        return
+    close = difflib.get_close_matches(setting, known, n=1, cutoff=0.75)
+    if close:
+        raise params.ParameterError(f"Parameter 'setting' is {setting!r}, which is not a parameter file of this "
+                                    f"chapter; did you mean {close[0]!r}?")
+
+
+def check_device(device: str) -> None:
+    """``device: cuda`` needs a CUDA GPU on this machine."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise params.ParameterError("Parameter 'device' is 'cuda' but this machine has no CUDA GPU; use 'auto' or 'cpu'.")
+
+
+def start(chapter: ModuleType, namespace: dict, seed_name: str = "seed") -> Run:
+    """The setup cell of every chapter notebook, in one call: seeds, plot style and quiet libraries
+    (``setup``); the parameters read from the notebook's globals, parsed and checked (``check``) before
+    any heavy work; and the folder the run writes to (``paths.run_dir``: never the book's, unless the
+    pipeline runs it). Call it first in the setup cell, before other imports, so that any global that is
+    not a declared parameter is an unknown (misspelt) one."""
+    values = params.notebook_values(namespace)
+    setup(values.get(seed_name, 0) if isinstance(values.get(seed_name, 0), int) else 0)
+    config = check(chapter, values)
+    namespace.update(config)
+    name = chapter.__name__.rsplit(".", 1)[1]
+    out_dir = paths.run_dir(config.get("setting", name), name, config)
+    if not paths.book_run():
+        print(f"results of this run: {paths.shown(out_dir)} (the book's results are written only by the pipeline)")
+    return Run(chapter, config, out_dir)

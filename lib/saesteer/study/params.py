@@ -9,8 +9,10 @@ the loaded model or SAE (layer depth, feature width) are ``check_layer`` and
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 
@@ -32,15 +34,19 @@ class Param:
     items: type | None = None  # type of list items
     exists: bool = False  # a str that must name an existing file or directory
     optional: bool = False  # None is allowed
+    nonempty: bool = False  # a list must hold at least one item
 
     def describe(self) -> str:
         """The allowed values, in words."""
         if self.choices is not None:
             listed = ", ".join(repr(c) for c in self.choices)
-            return f"a list of values from {listed}" if self.kind is list else f"one of {listed}"
+            lists = f"a {'non-empty ' if self.nonempty else ''}list of values from {listed}"
+            return lists if self.kind is list else f"one of {listed}"
         what = TYPE_NAMES[self.kind]
         if self.kind is list and self.items is not None:
             what += f" of {TYPE_NAMES[self.items].split(' ', 1)[1]}s"
+        if self.nonempty:
+            what = "a non-empty " + what.split(" ", 1)[1]
         if self.min is not None and self.max is not None:
             what += f" from {self.min} to {self.max}"
         elif self.min is not None:
@@ -75,7 +81,7 @@ def check(name: str, value, spec: Param) -> None:
     if value is None and spec.optional:
         return
     if spec.kind is list:
-        ok = isinstance(value, list) and all(spec.accepts_one(v) for v in value)
+        ok = isinstance(value, list) and all(spec.accepts_one(v) for v in value) and (value or not spec.nonempty)
     else:
         ok = spec.accepts_one(value)
     if not ok:
@@ -84,16 +90,42 @@ def check(name: str, value, spec: Param) -> None:
         raise ParameterError(f"Parameter {name!r} must name an existing file or directory; {value!r} does not exist.")
 
 
+def nearest(name: str, known) -> str:
+    """``did you mean ...`` words for a misspelt ``name`` (empty when nothing is close)."""
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def unknown_error(name: str, known) -> ParameterError:
+    """The one sentence for an undeclared parameter: its name, the nearest known names."""
+    hint = nearest(name, known) or f"this notebook takes {', '.join(sorted(known))}."
+    return ParameterError(f"Unknown parameter {name!r}; {hint}")
+
+
+def parsed(value, spec: Param):
+    """A value as the notebook needs it: papermill's ``-p name "[4, 5]"`` delivers a list as a string,
+    which is read as YAML (the syntax of ``-y`` and of parameter files)."""
+    if spec.kind is list and isinstance(value, str):
+        try:
+            loaded = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return loaded if isinstance(loaded, list) else value
+    return value
+
+
 def validate(values: dict, specs: dict[str, Param]) -> dict:
-    """Check every declared parameter and reject undeclared ones; returns ``values``."""
+    """Parse (``parsed``) and check every declared parameter, reject undeclared ones; returns the values."""
     unknown = sorted(set(values) - set(specs))
     if unknown:
-        raise ParameterError(f"Unknown parameter {unknown[0]!r}; this notebook takes {', '.join(sorted(specs))}.")
+        raise unknown_error(unknown[0], specs)
+    out = {}
     for name, spec in specs.items():
         if name not in values:
             raise ParameterError(f"Parameter {name!r} is missing; it must be {spec.describe()}.")
-        check(name, values[name], spec)
-    return values
+        out[name] = parsed(values[name], spec)
+        check(name, out[name], spec)
+    return out
 
 
 def check_layer(name: str, layer: int, depth: int) -> None:
@@ -114,9 +146,25 @@ def read_param_file(path: str | Path) -> dict:
     return data
 
 
+SHELL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}  # what IPython puts in a notebook's globals
+
+
+def notebook_values(namespace: dict) -> dict:
+    """The values a notebook's parameters cell and papermill's injected cell defined: every global that is
+    not IPython's, private, a module, a class or a function. Read before the setup cell imports anything
+    else, so a misspelt ``-p lyaer 3`` shows up here as an unknown name."""
+    return {name: value for name, value in namespace.items()
+            if not name.startswith("_") and name not in SHELL_NAMES
+            and not isinstance(value, (ModuleType, type)) and not callable(value)}
+
+
 def from_namespace(namespace: dict, specs: dict[str, Param]) -> dict:
-    """Collect the declared parameters from a notebook's globals and validate them."""
-    missing = [name for name in specs if name not in namespace]
+    """Collect the parameters from a notebook's globals, reject unknown names, parse and validate them, and
+    write the parsed values back (so a ``-p`` list string becomes a list in the notebook too)."""
+    values = notebook_values(namespace)
+    missing = [name for name in specs if name not in values]
     if missing:
         raise ParameterError(f"Parameter {missing[0]!r} is not defined in the notebook's parameters cell.")
-    return validate({name: namespace[name] for name in specs}, specs)
+    config = validate(values, specs)
+    namespace.update(config)
+    return config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -24,10 +26,32 @@ def results_root(root: Path | None = None) -> Path:
 
 
 def results_dir(setting: str, chapter: str) -> Path:
-    """``data/results/<setting>/<chapter>/`` under ``results_root()``, created if missing."""
+    """The book's results of a chapter: ``<setting>/<chapter>/`` under ``results_root()``, created if missing."""
     folder = results_root() / setting / chapter
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def book_run() -> bool:
+    """Whether this run updates the book's results (the pipeline sets ``SAESTEER_BOOK=1``); any other run
+    (a researcher's papermill command) writes to its own folder and never over the book's."""
+    return os.environ.get("SAESTEER_BOOK") == "1"
+
+
+def run_dir(setting: str, chapter: str, params: dict) -> Path:
+    """Where a run writes: the book's folder (``results_dir``) for the pipeline, else
+    ``runs/<chapter>/<setting>-<hash of the parameters>/`` under ``results_root()``, created if missing."""
+    if book_run():
+        return results_dir(setting, chapter)
+    key = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    folder = results_root() / "runs" / chapter / f"{setting}-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def book_results(setting: str, chapter: str) -> Path:
+    """The results file of another chapter that a chapter reads (its book results under ``results_root()``)."""
+    return results_root() / setting / chapter / "results.json"
 
 
 def shown(path: Path) -> str:

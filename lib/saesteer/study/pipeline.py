@@ -2,8 +2,8 @@
 
 ``notebooks/chapters.yaml`` names each chapter and the parameter file the book
 is built with. A chapter is re-executed only when its notebook, its parameter
-file, the library or the results it reads from other chapters (``READS``)
-changed since its executed copy was written (a stamp in the executed notebook's
+file, the library modules it imports or the results it reads from other chapters
+(``READS``) changed since its executed copy was written (a stamp in the executed notebook's
 metadata), so an interrupted ``make book`` resumes where it stopped. Each notebook is executed into ``book/.partial/`` and moved into place
 only when it finished, so a failed run never replaces a good page.
 
@@ -26,8 +26,8 @@ import papermill
 from saesteer.core.files import repo_root
 from saesteer.study.book import READS
 from saesteer.study.params import ParameterError, read_param_file
-from saesteer.study.paths import chapter_param_files
-from saesteer.study.results import source_digest
+from saesteer.study.paths import book_results, chapter_param_files
+from saesteer.study.sources import chapter_digest
 
 STAMP_KEY = "saesteer_stamp"
 
@@ -51,17 +51,17 @@ def check_param_file(notebook: Path, param_file: Path) -> dict:
 
 def upstream_results(root: Path, name: str) -> list[Path]:
     """The results files of the chapters ``name`` reads, where the book's parameter files put them
-    (always under the repository's ``data/results/``, the book's own results)."""
+    (under ``results_root()``)."""
     listing = chapters(root)
-    return [root / "data" / "results" / read_param_file(listing[up])["setting"] / up / "results.json" for up in READS.get(name, [])]
+    return [book_results(read_param_file(listing[up])["setting"], up) for up in READS.get(name, [])]
 
 
 def stamp(root: Path, notebook: Path, param_file: Path) -> str:
-    """A hash of everything an executed chapter depends on: notebook, parameters, library code, the
-    organism's manifest (which changes whenever the organism is rebuilt) and the results it reads."""
-    digest = source_digest(root)
-    for path in [notebook, param_file]:
-        digest.update(path.read_bytes())
+    """A hash of everything an executed chapter depends on: its notebook, the library modules it imports
+    (transitively), the organism's manifest (``sources.chapter_digest``), its parameter file and the
+    results files it reads."""
+    digest = chapter_digest(root, notebook.stem)
+    digest.update(param_file.read_bytes())
     for path in upstream_results(root, notebook.stem):
         digest.update(path.read_bytes() if path.is_file() else b"missing " + str(path).encode())
     return digest.hexdigest()[:16]
@@ -104,6 +104,7 @@ def run_chapter(root: Path, name: str, param_file: Path, force: bool = False) ->
     start = time.time()
     print(f"{name}: executing with {param_file.relative_to(root)}", flush=True)
     os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ["SAESTEER_BOOK"] = "1"  # this run writes the book's results (paths.run_dir)
     papermill.execute_notebook(str(notebook), str(partial), parameters=values, cwd=str(root / "book"), kernel_name="python3")
     executed = nbformat.read(partial, as_version=4)
     hide_injected_parameters(executed)

@@ -8,7 +8,6 @@ and no half-written file is ever read (writes are atomic).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from saesteer.core.files import read_json, repo_root, write_json
+from saesteer.study.sources import chapter_digest
 
 
 def save_results(folder: Path, params: dict, results: dict) -> Path:
@@ -59,21 +59,13 @@ def save_figure(fig: plt.Figure, folder: Path, name: str) -> Path:
     return path
 
 
-def source_digest(root: Path | None = None) -> hashlib._Hash:
-    """A running hash of the library code and the organism's manifest (what every result depends on)."""
-    root = root or repo_root()
-    digest = hashlib.sha256()
-    organism = [p for p in [root / "data" / "organism" / "manifest.json"] if p.exists()]
-    for path in [*sorted((root / "lib").rglob("*.py")), *organism]:
-        digest.update(path.read_bytes())
-    return digest
-
-
 class Cache:
-    """Stage results of one parameter set, under ``<folder>/cache/<key>/<stage>.json``."""
+    """Stage results of one parameter set, under ``<folder>/cache/<key>/<stage>.json``; the key hashes the
+    parameters and the chapter's sources (``sources.chapter_digest``: notebook, library modules it imports,
+    organism manifest), so a change elsewhere in the library keeps the cache."""
 
-    def __init__(self, folder: Path, params: dict):
-        digest = source_digest()
+    def __init__(self, folder: Path, params: dict, chapter: str):
+        digest = chapter_digest(repo_root(), chapter)
         digest.update(json.dumps(params, sort_keys=True, default=str).encode())
         self.folder = Path(folder) / "cache" / digest.hexdigest()[:16]
         self.reused: list[str] = []

@@ -20,11 +20,14 @@ from sae_lens import SAE
 
 from saesteer.core import hooks
 from saesteer.core.hooks import Site
-from saesteer.core.models import load_model, resolve_device
+from saesteer.core.models import load_model, model_name_problem, resolve_device
+from saesteer.core.progress import bar
 from saesteer.core.sae_training import SAEConfig, collect, train_sae
 from saesteer.core.saes import check_fits, load_sae
 from saesteer.organism.artifacts import folder as organism_folder
+from saesteer.organism.artifacts import language as organism_language
 from saesteer.organism.artifacts import load_organism, organism_sae
+from saesteer.organism.artifacts import probes as organism_probes
 from saesteer.organism.evaluation import Item, as_item, load_items
 from saesteer.organism.language import Language
 from saesteer.study.params import Param, ParameterError
@@ -60,10 +63,27 @@ class Subject:
         return hooks.n_layers(self.lm)
 
     def sae(self, site: Site) -> SAE:
-        """The SAE at ``site`` (loaded once, trained first when a text file is given and it is missing)."""
+        """The SAE at ``site``, loaded once. Loading never trains: a local SAE that is missing is an error
+        that says how to make it (``prepare_saes`` is the explicit training stage)."""
         if site not in self._saes:
             self._saes[site] = self._load_sae(site)
         return self._saes[site]
+
+    def sae_dir(self, site: Site) -> Path | None:
+        """The local folder of the SAE at ``site`` (``sae_path``), or None for the organism's and releases'."""
+        template = self.params["sae_path"]
+        return Path(template.format(layer=site.layer, position=site.position)) if template else None
+
+    def prepare_saes(self, sites: Sequence[Site], progress: bool = True) -> list[Site]:
+        """The training stage: train (with sae-lens, on ``sae_train_text``) each local SAE of ``sites`` that is
+        missing, and check the others exist; returns the sites trained. A no-op for the organism and releases."""
+        missing = [s for s in sites if self.sae_dir(s) is not None and not (self.sae_dir(s) / "cfg.json").is_file()]
+        if missing and not self.params["sae_train_text"]:
+            raise ParameterError(f"Parameter 'sae_path' names {str(self.sae_dir(missing[0]))!r} for {missing[0]}, which holds "
+                                 "no SAE (cfg.json); fix the path, or give 'sae_train_text' to train the missing SAEs.")
+        for site in bar(missing, "training SAEs", progress):
+            train_sae_on_text(self.lm, site, Path(self.params["sae_train_text"]), self.sae_dir(site))
+        return missing
 
     def _load_sae(self, site: Site) -> SAE:
         p = self.params
@@ -72,12 +92,19 @@ class Subject:
         if p["sae_release"]:
             sae = load_sae(p["sae_release"], p["sae_id"].format(layer=site.layer, position=site.position))
         else:
-            path = Path(p["sae_path"].format(layer=site.layer, position=site.position))
-            if not (path / "cfg.json").is_file() and p["sae_train_text"]:
-                train_sae_on_text(self.lm, site, Path(p["sae_train_text"]), path)
+            path = self.sae_dir(site)
+            if not (path / "cfg.json").is_file():
+                todo = ("train it first with subject.prepare_saes (the explicit training stage)" if p["sae_train_text"]
+                        else "fix the path, or give 'sae_train_text' to train the missing SAEs")
+                raise ParameterError(f"Parameter 'sae_path' names {str(path)!r} for {site}, which holds no SAE "
+                                     f"(cfg.json); {todo}.")
             sae = load_sae(path=str(path))
         check_fits(sae, self.lm, site)
         return sae.to(device_of(self.lm))
+
+    def probes(self) -> dict | None:
+        """The organism's ground-truth probe table, or None for a model without planted ground truth."""
+        return organism_probes() if self.is_organism else None
 
     def format(self, prompt: str | list) -> str:
         """A prompt as the model reads it: through the chat template when asked (a list = several turns)."""
@@ -98,7 +125,7 @@ class Subject:
         """Items for choosing features, disjoint from the evaluation sets: the organism's training
         distribution, or ``<prompts>/selection/<kind>.jsonl`` for a real model."""
         if self.params["prompts"] == "organism":
-            language = self.language or Language(0)
+            language = self.language or organism_language()
             return {kind: [as_item(d) for d in language.selection_set(kind, n)] for kind in kinds}
         return self._formatted(load_items(Path(self.params["prompts"]) / "selection", kinds, n))
 
@@ -106,16 +133,24 @@ class Subject:
         return {k: [Item(i.kind, self.format(i.prompt), i.truth) for i in items] for k, items in sets.items()}
 
 
-def load_subject(params: dict) -> Subject:
-    """The model (nnsight-wrapped) and sources named by the subject parameters."""
+def check_subject_params(params: dict) -> None:
+    """The subject parameters that depend on each other, checked before anything loads."""
+    problem = model_name_problem(params["model"])
+    if problem:
+        raise ParameterError(f"Parameter 'model' is {params['model']!r}, which is not a model; {problem}" + ("" if problem.endswith("?") else "."))
     if params["prompts"] != "organism" and not Path(params["prompts"]).is_dir():
         raise ParameterError(f"Parameter 'prompts' must be 'organism' or an existing folder; got {params['prompts']!r}.")
     if params["sae_release"] and not params["sae_id"]:
         raise ParameterError("Parameter 'sae_id' must name the SAE id template when 'sae_release' is given.")
-    if params["model"] == "organism":
-        return Subject(load_organism(resolve_device(params["device"])), params, Language(0))
-    if not params["sae_release"] and not params["sae_path"]:
+    if params["model"] != "organism" and not params["sae_release"] and not params["sae_path"]:
         raise ParameterError("Give the SAEs of a model other than the organism as 'sae_release' or 'sae_path'.")
+
+
+def load_subject(params: dict) -> Subject:
+    """The model (nnsight-wrapped) and sources named by the subject parameters."""
+    check_subject_params(params)
+    if params["model"] == "organism":
+        return Subject(load_organism(resolve_device(params["device"])), params, organism_language())
     return Subject(load_model(params["model"], params["device"], params["dtype"]), params)
 
 
@@ -142,10 +177,10 @@ def device_of(lm) -> torch.device:
     return torch.device(lm.device)
 
 
-def export_prompts(folder: Path, kinds: Sequence[str], n: int, selection_kinds: Sequence[str] = (), seed: int = 0) -> Path:
+def export_prompts(folder: Path, kinds: Sequence[str], n: int, selection_kinds: Sequence[str] = ()) -> Path:
     """Write the organism's held-out items as ``<folder>/<kind>.jsonl`` and its selection items as
     ``<folder>/selection/<kind>.jsonl``: the prompt-folder format a real model's prompts must follow."""
-    language = Language(seed)
+    language = organism_language()
     subject = Subject(lm=None, params={"prompts": "organism", "chat_template": False}, language=language)
     parts = [(Path(folder), {k: [as_item(d) for d in language.eval_set(k, n)] for k in kinds}),
              (Path(folder) / "selection", subject.selection_sets(selection_kinds, n))]
