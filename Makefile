@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv book chapters html test chromium clean organism bench
+.PHONY: venv book chapters html test test-fast lint chromium clean organism bench
 
 venv: $(STAMP)
 
@@ -38,8 +38,16 @@ html: venv
 book: chapters html
 	@echo "Book: book/_build/html/index.html"
 
-test: venv chromium
+# The whole suite: lint, unit tests, every notebook through papermill and nbval, the book build and browser check.
+test: venv chromium lint
 	$(VENV)/bin/pytest -q
+
+# Everything but notebook execution and the book build (about a minute).
+test-fast: venv lint
+	$(VENV)/bin/pytest -q -m "not notebook"
+
+lint: venv
+	$(VENV)/bin/ruff check lib tests benchmarks
 
 # Speed checks of the issues' performance targets, each printing its ratio measured side by side in one run.
 bench: venv

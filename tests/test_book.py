@@ -45,6 +45,8 @@ PAGE_TIMEOUT_MS = 30_000
 # ---------------------------------------------------------------- table of contents
 
 
+pytestmark = pytest.mark.notebook  # builds the book: not in the fast lane
+
 def _toc_files(entries: list[dict]) -> list[str]:
     """The `file:` of each toc entry, followed by those of its nested `sections`."""
     files = []

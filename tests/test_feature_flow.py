@@ -124,6 +124,7 @@ def test_well_formed_reads_the_topic_grammar():
     assert ff.well_formed("wave wave wave .") == 0.0
 
 
+@pytest.mark.notebook
 def test_gemma_parameter_file_names_real_releases_and_runs_on_tiny_gemma2(tmp_path):
     values = yaml.safe_load((PARAM_DIR / "gemma2-2b.yaml").read_text())
     for layer in range(26):

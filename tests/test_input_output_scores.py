@@ -110,6 +110,7 @@ def test_bad_parameters_stop_with_one_sentence():
         chapter.check_params({"min_examples": 50, "max_examples": 20, "factors": [1.0]})
 
 
+@pytest.mark.notebook
 def test_gemma_parameter_file_names_real_saes_and_runs_on_tiny_gemma2(tmp_path):
     values = yaml.safe_load((PARAM_DIR / "gemma2-2b.yaml").read_text())
     for layer in values["layers"]:

@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,13 +27,16 @@ def results_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("SAESTEER_RESULTS", str(tmp_path / "results"))
 
 
-def nbval(*notebooks: Path) -> subprocess.CompletedProcess:
-    """Re-execute notebooks with nbval and compare every output with the stored one."""
+def nbval(*notebooks: Path, book: bool = False) -> subprocess.CompletedProcess:
+    """Re-execute notebooks with nbval and compare every output with the stored one (``book``: as the
+    pipeline runs them, writing the book's results, here under the test's results root)."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
            "--nbval-sanitize-with", str(SANITIZE), *map(str, notebooks)]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    env = {**os.environ, "TQDM_DISABLE": "1"} | ({"SAESTEER_BOOK": "1"} if book else {})
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
 
 
+@pytest.mark.notebook
 def test_methods_notebook_runs_with_a_parameter_file_and_validates(tmp_path):
     param_file = tmp_path / "two.yaml"
     param_file.write_text(yaml.safe_dump({"setting": "pytest", "families": ["gemma2", "gpt2"], "layer": 0,
@@ -43,6 +47,7 @@ def test_methods_notebook_runs_with_a_parameter_file_and_validates(tmp_path):
                                kernel_name="python3", progress_bar=False)
     saved = json.loads(run_results(tmp_path / "results", "methods").read_text())
     assert saved["params"]["families"] == ["gemma2", "gpt2"] and saved["params"]["layer"] == 0
+    assert not (tmp_path / "results" / "pytest").exists()  # a papermill run never writes the book's folder
     assert saved["results"]["splice_max_logit_error"] == {"gemma2": 0.0, "gpt2": 0.0}
     assert saved["results"]["generation_edited_steps"] == {"gemma2": 4, "gpt2": 4}
     run = nbval(out)
@@ -53,7 +58,9 @@ def test_methods_notebook_runs_with_a_parameter_file_and_validates(tmp_path):
     ({"layer": 5}, "Parameter 'layer' must be an integer from 0 to 1; got 5."),
     ({"position": "resid"}, "Parameter 'position' must be one of 'attn_out', 'mlp_out', 'resid_post'; got 'resid'."),
     ({"feature": 64}, "Parameter 'feature' must be an integer from 0 to 63; got 64."),
+    ({"lyaer": 3}, "Unknown parameter 'lyaer'; did you mean 'layer'?"),
 ])
+@pytest.mark.notebook
 def test_bad_parameter_stops_the_notebook_with_one_sentence(tmp_path, override, message):
     with pytest.raises(papermill.PapermillExecutionError) as err:
         papermill.execute_notebook(str(ROOT / "notebooks" / "methods.ipynb"), str(tmp_path / "bad.ipynb"),
@@ -66,8 +73,7 @@ def test_bad_parameter_stops_the_notebook_with_one_sentence(tmp_path, override, 
 def test_notebook_parameters_match_their_declared_specs(chapter):
     """A chapter notebook's parameters cell declares exactly the PARAMS of its module (same name)."""
     declared = set(papermill.inspect_notebook(str(ROOT / "notebooks" / f"{chapter}.ipynb")))
-    module = {"intro": "scorecard"}.get(chapter, chapter)  # the front page's module is the scorecard
-    assert declared == set(importlib.import_module(f"saesteer.{module}").PARAMS)
+    assert declared == set(importlib.import_module(f"saesteer.chapters.{chapter}").PARAMS)
 
 
 def test_every_parameter_file_fits_its_notebook():
@@ -91,11 +97,19 @@ def test_book_notebooks_are_current_with_their_sources():
     assert not stale, f"stale in book/: {stale}; run `python -m saesteer.study.pipeline`"
 
 
-def test_book_notebooks_validate_with_nbval():
+@pytest.mark.notebook
+def test_book_notebooks_validate_with_nbval(tmp_path):
+    """Re-executed as the pipeline runs them, in its order, each page gives the outputs stored in book/.
+    The results root starts as a copy of the book's results files, which the chapters that read others'
+    results (C, the synthesis, the front page) read and the others overwrite with the same numbers."""
     notebooks = [ROOT / "book" / f"{name}.ipynb" for name in pipeline.chapters(ROOT)]
     assert all(nb.is_file() for nb in notebooks)
     assert all(nbformat.read(nb, as_version=4).cells for nb in notebooks)
-    run = nbval(*notebooks)
+    for source in (ROOT / "data" / "results").glob("*/*/results.json"):
+        target = tmp_path / "results" / source.relative_to(ROOT / "data" / "results")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    run = nbval(*notebooks, book=True)
     assert run.returncode == 0, run.stdout[-3000:]
 
 

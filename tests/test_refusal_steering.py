@@ -111,6 +111,7 @@ def _tiny_run(param_file: Path, family: str, tmp_path: Path, prompt_folder: Path
     return json.loads(run_results(tmp_path / "results", "refusal_steering").read_text())
 
 
+@pytest.mark.notebook
 def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_path, prompt_folder):
     values = yaml.safe_load((PARAM_DIR / "gemma2-2b-it.yaml").read_text())
     for layer in values["search_layers"]:
@@ -123,6 +124,7 @@ def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_p
     assert {r["setting"] for r in saved["results"]["tradeoff"]} >= {"refusal feature", "conditional"}
 
 
+@pytest.mark.notebook
 def test_phi3_parameter_file_trains_its_sae_with_sae_lens_and_runs_on_tiny_phi3(tmp_path, prompt_folder):
     text = tmp_path / "text.txt"
     text.write_text("\n".join(" ".join(f"w{(i * 7 + j) % 60}" for j in range(30)) for i in range(200)))

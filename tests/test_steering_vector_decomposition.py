@@ -146,6 +146,7 @@ def test_bad_parameters_stop_with_one_sentence():
         chapter.check_params(good | {"pairs": "no/such/file.jsonl"})
 
 
+@pytest.mark.notebook
 def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_path):
     values = yaml.safe_load((PARAM_DIR / "gemma2-2b.yaml").read_text())
     check_release(values["sae_release"], values["sae_id"].format(layer=values["layer"]))

@@ -148,6 +148,7 @@ def _write_sources(root: Path, setting: str, params: dict) -> None:
         (root / setting / chapter / "results.json").write_text(json.dumps({"params": p, "results": r}))
 
 
+@pytest.mark.notebook
 def test_notebook_runs_on_tiny_gemma2_from_chapter_results(tmp_path):
     for i, site in enumerate(SITES):
         random_sae(32, d_sae=64, k=8, seed=i).save_model(str(tmp_path / "saes" / site.slug))
