@@ -37,8 +37,8 @@ from sklearn.linear_model import OrthogonalMatchingPursuit
 
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import AddVector, batches, forward_with_edits
+from saesteer.core.stats import auroc
 from saesteer.organism.language import Language
-from saesteer.organism.probes import auroc
 from saesteer.study.params import ParameterError
 
 

@@ -44,9 +44,10 @@ from saesteer.core.interventions import (
     generate_with_edits,
 )
 from saesteer.core.saes import check_fits, load_sae
+from saesteer.core.stats import auroc, bootstrap_mean, wilson
 from saesteer.organism import evaluation
 from saesteer.organism.language import TOPICS, Language
-from saesteer.organism.probes import auroc, dialogue_labels
+from saesteer.organism.probes import dialogue_labels
 from saesteer.study.params import ParameterError
 from saesteer.study.subjects import device_of
 
@@ -409,7 +410,7 @@ def deactivation_table(rows: list[dict], success: float) -> list[dict]:
     for method in METHODS:
         values = np.array([r[method] for r in rows])
         mean, half = float(values.mean()), 1.96 * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-        rate, lo, hi = evaluation.wilson(int((values >= success).sum()), len(values))
+        rate, lo, hi = wilson(int((values >= success).sum()), len(values))
         out.append({"method": method, "mean change": mean, "change lo": mean - half, "change hi": mean + half,
                     "success": rate, "success lo": lo, "success hi": hi, "n": len(values)})
     return out
@@ -677,25 +678,15 @@ def topic_prompts(language: Language | None, items: list, topic: str, n: int) ->
     return list(dict.fromkeys(pool))[:n]
 
 
-def mean_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and bootstrap 95% interval."""
-    values = np.asarray(values, float)
-    if len(values) == 0:
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    boots = rng.choice(values, (n_boot, len(values))).mean(1)
-    return float(values.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
-
-
 def steering_summary(rows: list[dict]) -> list[dict]:
     """Per (schedule, s): mean topic share, coherence and their product (behaviour x coherence) with intervals."""
     out = []
     keys = sorted({(r["schedule"], r["s"]) for r in rows}, key=lambda k: (k[1], k[0]))
     for schedule_name, s in keys:
         part = [r for r in rows if r["schedule"] == schedule_name and r["s"] == s]
-        score = mean_ci([r["topic share"] * r["coherence"] for r in part])
-        out.append({"schedule": schedule_name, "s": s, "topic share": mean_ci([r["topic share"] for r in part])[0],
-                    "coherence": mean_ci([r["coherence"] for r in part])[0], "topic x coherence": score[0],
+        score = bootstrap_mean([r["topic share"] * r["coherence"] for r in part])
+        out.append({"schedule": schedule_name, "s": s, "topic share": bootstrap_mean([r["topic share"] for r in part])[0],
+                    "coherence": bootstrap_mean([r["coherence"] for r in part])[0], "topic x coherence": score[0],
                     "lo": score[1], "hi": score[2], "n": len(part)})
     return out
 

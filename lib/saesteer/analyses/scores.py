@@ -39,6 +39,7 @@ from saesteer.core.interventions import (
     forward_with_edits,
     generate_with_edits,
 )
+from saesteer.core.stats import bootstrap_mean
 from saesteer.organism.evaluation import TOPIC_WORDS
 from saesteer.study.params import ParameterError
 
@@ -385,14 +386,6 @@ def sample_features(rows: Sequence[dict], per_layer: int, seed: int) -> list[tup
 
 
 # --- 5. the filter curve ----------------------------------------------------------------------------
-def bootstrap_mean(values: np.ndarray, rng: np.random.Generator, draws: int = 1000) -> tuple[float, float, float]:
-    """Mean and 95% bootstrap interval."""
-    if len(values) == 0:
-        return float("nan"), float("nan"), float("nan")
-    means = rng.choice(values, (draws, len(values))).mean(1)
-    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def threshold_curve(gen: np.ndarray, s_out: np.ndarray, thresholds: Sequence[float], draws: int, seed: int) -> list[dict]:
     """First every feature (no filter), then per threshold: features kept (S_out >= threshold), their mean
     ``gen`` with a bootstrap interval, and ``draws`` random filters keeping as many features (mean of the

@@ -11,7 +11,6 @@ prompt files (``load_items``), so a real model is judged the same way.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from saesteer.core.interventions import (
     generate_with_edits,
 )
 from saesteer.core.progress import bar
+from saesteer.core.stats import wilson
 from saesteer.organism.language import COMPLY_OPEN, REFUSE_OPEN, TOPICS, Dialogue
 
 METRICS = {  # kind -> what its rate measures
@@ -37,16 +37,6 @@ NEW_TOKENS = {  # greedy tokens generated per kind in sweeps: enough for the jud
     "mc": 18, "arith": 28, "truthful": 8, "topic": 40, "ab": 3,
 }
 TOPIC_WORDS = {t: set(nouns) | set(words) for t, (nouns, words) in TOPICS.items()}
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
-    """Rate and Wilson 95% interval of ``successes`` out of ``n``."""
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # rounding never leaves p outside
 
 
 def on_topic(response: str, topic: str) -> bool:

@@ -14,10 +14,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from sae_lens import SAE
-from scipy.stats import rankdata
 
 from saesteer.core import hooks
 from saesteer.core.interventions import batches, forward_with_edits
+from saesteer.core.stats import auroc
 from saesteer.organism.language import TOPICS, Dialogue, Language
 
 MAX_TOKENS = 1500  # per side of a concept, sampled
@@ -74,13 +74,6 @@ def _codes(lm, texts: list[str], site: hooks.Site, sae) -> torch.Tensor:
             z = sae.encode(acts[site].float())
         out += [z[i, z.shape[1] - n :] for i, n in enumerate(lengths)]
     return torch.cat(out)
-
-
-def auroc(codes: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """AUROC of every column of ``codes`` [tokens, features] for the boolean ``positive`` (ties averaged)."""
-    ranks = rankdata(codes, axis=0)
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    return (ranks[positive].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def _sample(indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
