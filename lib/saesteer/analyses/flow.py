@@ -38,7 +38,7 @@ from sae_lens import SAE
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import (
     AddVector,
-    FeatureEdit,
+    ScaleRows,
     batches,
     forward_with_edits,
     generate_with_edits,
@@ -326,26 +326,12 @@ def choose_targets(codes: torch.Tensor, n: int, min_active: int, rng: random.Ran
     return sorted(rng.sample(alive, min(n, len(alive))))
 
 
-@dataclass(kw_only=True)
-class ScaleRows(FeatureEdit):
-    """Multiply feature codes by a factor per batch row ([rows, n_features]; 1 = untouched): many
-    deactivations, one per row, in one forward pass. With factor r this is h + (r - 1) z_f d_f."""
-
-    factors: torch.Tensor
-
-    def new_codes(self, z: torch.Tensor) -> torch.Tensor:
-        z = z.clone()
-        factors = self.factors.to(device=z.device, dtype=z.dtype)[:, None, :]
-        z[..., list(self.features)] = z[..., list(self.features)] * factors
-        return z
-
-
 def scale_edits(saes: Callable[[Site], SAE], rows: list[list[tuple[Site, int]]], factor: float) -> list[ScaleRows]:
     """One ``ScaleRows`` per site: row i scales each (site, feature) of ``rows[i]`` by ``factor``."""
     edits = []
     for site in sorted({s for row in rows for s, _ in row}, key=lambda s: s.order):
         feats = sorted({f for row in rows for s, f in row if s == site})
-        factors = torch.ones(len(rows), len(feats))
+        factors = torch.full((len(rows), len(feats)), float("nan"))
         for i, row in enumerate(rows):
             for s, f in row:
                 if s == site:
@@ -568,12 +554,12 @@ def steer_configs(graphs: list[dict], coefficients: Sequence[float], schedules: 
 
 def add_edits(saes, rows: list[dict]) -> list[AddVector]:
     """One ``AddVector`` per layer with a vector per row ([rows, 1, d]): each row's config adds
-    coefficient x unit decoder direction at its layers (zero elsewhere)."""
+    coefficient x unit decoder direction at its layers (NaN, i.e. untouched, elsewhere)."""
     layers = sorted({layer for c in rows for layer in c["coeffs"]})
     edits = []
     for layer in layers:
         d = decoder(saes, Site(layer))
-        vec = torch.zeros(len(rows), 1, d.shape[1])
+        vec = torch.full((len(rows), 1, d.shape[1]), float("nan"))
         for i, c in enumerate(rows):
             if layer in c["coeffs"]:
                 f, coeff = c["coeffs"][layer]

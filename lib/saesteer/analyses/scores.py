@@ -22,23 +22,23 @@ The paper's route, step by step:
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import nnsight
 import numpy as np
 import torch
 
 from saesteer.core.hooks import Site, layout, walk
 from saesteer.core.interventions import (
-    FeatureEdit,
-    _visit,
+    BoostEach,
     batches,
     forward_with_edits,
     generate_with_edits,
+    last_token_logits,
+    prefix_cache,
 )
+from saesteer.core.models import torch_model
 from saesteer.core.stats import bootstrap_mean
 from saesteer.organism.evaluation import TOPIC_WORDS
 from saesteer.study.params import ParameterError
@@ -48,7 +48,7 @@ from saesteer.study.params import ParameterError
 def unembed(lm, vectors: torch.Tensor) -> torch.Tensor:
     """Logits of residual-stream ``vectors`` [n, d] through the model's own final norm, unembedding and
     (Gemma-2) final logit soft-capping: the same modules the model's last position goes through."""
-    model, lay = lm._module, layout(lm)
+    model, lay = torch_model(lm), layout(lm)
     with torch.no_grad():
         weight = walk(model, lay.unembed).weight
         logits = walk(model, lay.unembed)(walk(model, lay.final_norm)(vectors.to(weight.dtype)))
@@ -142,22 +142,6 @@ def input_scores(peak: torch.Tensor, token: torch.Tensor, lens: torch.Tensor, mi
 
 
 # --- 3. output score --------------------------------------------------------------------------------
-@dataclass(kw_only=True)
-class BoostEach(FeatureEdit):
-    """Row i adds ``factor`` times the largest code at that token to feature ``features[i]`` (the paper's
-    steering rule), decoded with the error term kept; a feature index of -1 leaves the row unsteered."""
-
-    factor: float
-
-    def new_codes(self, z: torch.Tensor) -> torch.Tensor:
-        feats = torch.as_tensor(list(self.features), device=z.device)
-        z = z.clone()
-        rows = torch.nonzero(feats >= 0).flatten()
-        amax = z[rows].amax(dim=-1)  # [rows, positions]
-        z[rows, :, feats[rows]] = z[rows, :, feats[rows]] + self.factor * amax
-        return z
-
-
 def lens_probability(logits: torch.Tensor, lens: torch.Tensor) -> dict[str, torch.Tensor]:
     """P = (1 - rank/|V|) * p of the most probable logit-lens token, per row of ``logits`` [n, V]
     (``lens`` [n, k]); rank 0 is the most probable token of the vocabulary."""
@@ -169,32 +153,13 @@ def lens_probability(logits: torch.Tensor, lens: torch.Tensor) -> dict[str, torc
     return {"P": (1 - rank / probs.shape[1]) * p, "p": p, "rank": rank, "token": token}
 
 
-def _last_logits(lm, ids: torch.Tensor, edits: Sequence, rows: int, prefix) -> torch.Tensor:
-    """Next-token logits [rows, V] after ``ids`` [1, seq] repeated ``rows`` times, with ``edits``. Given the
-    ``prefix`` key/value cache of all but the last token, only the last token runs, once per row: every row
-    shares the prompt, and the edits touch the last position only."""
-    if prefix is None:
-        logits, _ = forward_with_edits(lm, ids.expand(rows, -1), edits)
-        return logits[:, -1].float().cpu()
-    cache = copy.deepcopy(prefix)
-    cache.batch_repeat_interleave(rows)
-    last = ids.shape[1] - 1
-    with torch.no_grad(), lm.trace(ids[:, -1:].expand(rows, 1), past_key_values=cache, use_cache=True,
-                                   position_ids=torch.full((rows, 1), last, device=ids.device),
-                                   cache_position=torch.tensor([last], device=ids.device)):
-        _visit(lm, edits, (), 0, {})
-        logits = nnsight.save(lm.output.logits)
-    return logits[:, -1].float().cpu()
-
-
 def prompt_prefix(lm, prompt: str, use_cache: bool = True):
     """Token ids [1, seq] of ``prompt`` and the key/value cache of all but its last token (None when not wanted
     or when the prompt is one token)."""
     ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"].to(lm.device)
     if not use_cache or ids.shape[1] < 2:
         return ids, None
-    with torch.no_grad():
-        return ids, lm._module(ids[:, :-1], use_cache=True).past_key_values
+    return ids, prefix_cache(lm, ids[:, :-1])
 
 
 def output_scores(lm, sae, site: Site, features: Sequence[int], lens: torch.Tensor, prompt: str, factor: float,
@@ -203,12 +168,12 @@ def output_scores(lm, sae, site: Site, features: Sequence[int], lens: torch.Tens
     each row steering its own feature at the last token of ``prompt`` (the prompt's other tokens run once,
     into a key/value cache, unless ``prefix_cache`` is false)."""
     ids, prefix = prompt_prefix(lm, prompt, prefix_cache)
-    base_last = _last_logits(lm, ids, (), 1, None)
+    base_last = last_token_logits(lm, ids, (), 1, None)
     P, p, rank, token, base_P = [], [], [], [], []
     for chunk in batches(range(len(features)), batch_size):
         feats = [features[i] for i in chunk]
-        edit = BoostEach(site=site, sae=sae, features=feats, factor=factor, tokens="last")
-        steered = lens_probability(_last_logits(lm, ids, [edit], len(feats), prefix), lens[chunk])
+        edit = BoostEach(site=site, sae=sae, features=feats, factors=factor, tokens="last")
+        steered = lens_probability(last_token_logits(lm, ids, [edit], len(feats), prefix), lens[chunk])
         base = lens_probability(base_last.expand(len(feats), -1), lens[chunk])
         P.append(steered["P"]), p.append(steered["p"]), rank.append(steered["rank"]), token.append(steered["token"])
         base_P.append(base["P"])
@@ -355,8 +320,9 @@ def _edits_for(subject, jobs: Sequence[tuple[int, int, float]]) -> list[BoostEac
     """One ``BoostEach`` per (layer, factor) among the rows' jobs, each steering only its own rows."""
     edits = []
     for layer, factor in sorted({(layer, s) for layer, _, s in jobs if s > 0}):
-        feats = [f if (l, s) == (layer, factor) else -1 for l, f, s in jobs]
-        edits.append(BoostEach(site=Site(layer), sae=subject.sae(Site(layer)), features=feats, factor=factor, tokens="last"))
+        factors = [factor if (l, s) == (layer, factor) else float("nan") for l, _, s in jobs]
+        edits.append(BoostEach(site=Site(layer), sae=subject.sae(Site(layer)), features=[f for _, f, _ in jobs],
+                               factors=factors, tokens="last"))
     return edits
 
 
@@ -473,7 +439,7 @@ def steering(subject, rows: Sequence[dict], scored: Sequence[dict], extra: Seque
 
 def continuations(subject, layer: int, feature: int, factor: float, prompts: Sequence[str], params: dict) -> list[dict]:
     """A worked example: sampled continuations of ``prompts`` unsteered and with ``feature`` steered."""
-    edit = BoostEach(site=Site(layer), sae=subject.sae(Site(layer)), features=[feature] * len(prompts), factor=factor,
+    edit = BoostEach(site=Site(layer), sae=subject.sae(Site(layer)), features=[feature] * len(prompts), factors=factor,
                      tokens="last")
     out = []
     for name, edits in (("unsteered", []), ("steered", [edit])):

@@ -39,6 +39,11 @@ def wrap(model: transformers.PreTrainedModel, tokenizer) -> nnsight.Transformers
     return nnsight.TransformersModel(model, tokenizer=tokenizer)
 
 
+def torch_model(lm: nnsight.TransformersModel) -> transformers.PreTrainedModel:
+    """The transformers model inside an nnsight wrapper (for plain calls outside a trace)."""
+    return lm._module
+
+
 def load_model(name: str, device: str = "auto", dtype: str = "float32", seed: int = 0) -> nnsight.TransformersModel:
     """Load a model by hub id, local path or ``tiny:<family>`` and wrap it for nnsight.
 
