@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from sae_lens import SAE
 
+from saesteer.core.codes import sae_codes
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import (
     AddVector,
@@ -231,15 +232,13 @@ def text_corpus(tokenizer, path: str, rows: int, context: int) -> Corpus:
 
 
 def corpus_codes(lm, saes: Callable[[Site], SAE], sites: Sequence[Site], ids: torch.Tensor, batch_size: int) -> dict[Site, torch.Tensor]:
-    """SAE codes [tokens, d_sae] at every site for the packed corpus (one forward per batch)."""
+    """SAE codes [tokens, d_sae] at every site for the packed corpus (one forward per batch; every token of a
+    packed row counts, <bos> included, so the codes align with ``Corpus.labels``)."""
     out: dict[Site, list] = {s: [] for s in sites}
     for start in range(0, len(ids), batch_size):
-        _, acts = forward_with_edits(lm, ids[start : start + batch_size], read=list(sites))
+        batch = sae_codes(lm, {s: saes(s) for s in sites}, ids[start : start + batch_size], bos=True)
         for site in sites:
-            sae = saes(site)
-            with torch.no_grad():
-                z = sae.encode(acts[site].to(sae.W_dec.dtype)).float().cpu()
-            out[site].append(z.reshape(-1, z.shape[-1]))
+            out[site].append(batch.tokens(site))
     return {s: torch.cat(v) for s, v in out.items()}
 
 
@@ -357,9 +356,8 @@ def deactivation_changes(lm, saes, corpus: Corpus, codes: dict[Site, torch.Tenso
     sae = saes(Site(layer))
     for chunk in batches(rows, batch_size):
         edits = scale_edits(saes, [[(site, g)] for _, _, _, site, g in chunk], 0.0)
-        _, acts = forward_with_edits(lm, corpus.ids[[r for _, _, r, _, _ in chunk]], edits, read=[Site(layer)])
-        with torch.no_grad():
-            z_new = sae.encode(acts[Site(layer)].to(sae.W_dec.dtype)).float().cpu()
+        rows_ids = corpus.ids[[r for _, _, r, _, _ in chunk]]
+        z_new = sae_codes(lm, {Site(layer): sae}, rows_ids, edits=edits, bos=True).codes[Site(layer)].cpu()
         for i, (j, c, r, site, g) in enumerate(chunk):
             f = jobs[j][0]
             old, new = z_old[r, :, f], z_new[i, :, f]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from saesteer.core.codes import sae_codes
 from saesteer.core.hooks import Site, layout, walk
 from saesteer.core.interventions import (
     BoostEach,
@@ -100,23 +101,18 @@ def activation_stats(subject, docs: Sequence[str], layers: Sequence[int], n_top:
                      max_len: int = 128) -> ActivationStats:
     """SAE codes of every document at every ``layers`` site in one forward pass per batch, reduced to each
     document's peak per feature, of which a running top ``n_top`` per feature is kept (memory stays
-    [n_top, d_sae] per layer, so a real model's 16k-wide SAEs and long corpora fit). Padding and the first
-    (<bos>) token are excluded: <bos> carries a huge norm."""
+    [n_top, d_sae] per layer, so a real model's 16k-wide SAEs and long corpora fit). Tokens count by
+    ``core.codes``'s rule: padding and the opening <bos> (it carries a huge norm) are left out."""
     sites = [Site(layer) for layer in layers]
     peak: dict[int, torch.Tensor] = {}
     token: dict[int, torch.Tensor] = {}
-    tokenizer = subject.lm.tokenizer
     for chunk in batches(by_length(docs), batch_size):
         # right padding: under the causal mask no real token sees a pad and positions start at 0 in every row,
-        # so a document's codes do not depend on the batch it shares (left padding would shift its positions)
-        enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_len, return_tensors="pt", padding_side="right")
-        ids, mask = enc["input_ids"], enc["attention_mask"].bool().clone()
-        mask[:, 0] = False  # the first token (<bos>)
-        _, acts = forward_with_edits(subject.lm, ids, read=sites)
+        # so a document's codes do not depend on the batch it shares
+        batch = sae_codes(subject.lm, {s: subject.sae(s) for s in sites}, chunk, padding_side="right", max_length=max_len)
+        ids, mask = batch.ids, batch.mask
         for site in sites:
-            sae = subject.sae(site)
-            with torch.no_grad():
-                z = sae.encode(acts[site].to(sae.W_dec.dtype)).float().cpu()
+            z = batch.codes[site].cpu()
             value, where = z.masked_fill(~mask[..., None], -1.0).max(dim=1)
             values = torch.cat([peak.get(site.layer, value[:0]), value.clamp_min(0)])
             tokens = torch.cat([token.get(site.layer, where[:0]), torch.gather(ids, 1, where)])
