@@ -47,3 +47,11 @@ def test_codes_are_the_sae_encoding_of_the_edited_activation(tiny_models, sae):
     batch = sae_codes(model, {site: sae}, TEXTS, edits=[edit])
     torch.testing.assert_close(batch.codes[site], encode(sae, batch.acts[site]))
     assert not torch.allclose(batch.tokens(site), sae_codes(model, {site: sae}, TEXTS).tokens(site))
+
+
+def test_pack_rows_cuts_full_rows_and_drops_the_tail():
+    from saesteer.core.tokenizer import pack_rows
+
+    rows = pack_rows([[1, 2, 3], [4, 5], [6, 7, 8, 9]], 4)
+    assert rows.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert pack_rows([[1, 2, 3]], 4).shape == (0, 4) and len(pack_rows([list(range(20))], 4, max_rows=2)) == 2

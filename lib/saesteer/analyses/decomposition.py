@@ -38,6 +38,7 @@ from sklearn.linear_model import OrthogonalMatchingPursuit
 from saesteer.core.codes import encode, read_tokens
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import AddVector, batches, forward_with_edits
+from saesteer.core.saes import unit_decoder
 from saesteer.core.stats import auroc
 from saesteer.organism.language import Language
 from saesteer.study.params import ParameterError
@@ -219,12 +220,6 @@ def pre_acts(sae, x: torch.Tensor) -> torch.Tensor:
     if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
         pre = pre * sae.W_dec.detach().norm(dim=-1).float()
     return pre
-
-
-def unit_decoder(sae) -> torch.Tensor:
-    """Decoder directions as unit rows [d_sae, d]."""
-    w = sae.W_dec.detach().float()
-    return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def top(weights: torch.Tensor, k: int, signed: bool = False) -> list[dict]:

@@ -44,8 +44,9 @@ from saesteer.core.interventions import (
     forward_with_edits,
     generate_with_edits,
 )
-from saesteer.core.saes import check_fits, load_sae
+from saesteer.core.saes import check_fits, load_sae, unit_decoder
 from saesteer.core.stats import auroc, bootstrap_mean, wilson
+from saesteer.core.tokenizer import pack_rows
 from saesteer.organism import evaluation
 from saesteer.organism.language import TOPICS, Language
 from saesteer.organism.probes import dialogue_labels
@@ -105,12 +106,6 @@ def predecessor_site(layer: int, position: str) -> Site | None:
 
 
 # --- 1. data-free matching ------------------------------------------------------------------------
-def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit norm (decoder directions; zero rows stay zero)."""
-    matrix = matrix.detach().float()
-    return matrix / matrix.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-
 def top_matches(target: torch.Tensor, source: torch.Tensor, k: int, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of ``target @ source.T`` per target row, ``chunk`` rows at a time: the full [n, m]
     matrix is never built, so memory stays at chunk x m floats. Returns (values, indices) [n, k]."""
@@ -127,7 +122,7 @@ def top_matches(target: torch.Tensor, source: torch.Tensor, k: int, chunk: int =
 
 def decoder(saes: Callable[[Site], SAE], site: Site) -> torch.Tensor:
     """Unit decoder directions [d_sae, d_model] of the SAE at ``site``."""
-    return unit_rows(saes(site).W_dec)
+    return unit_decoder(saes(site))
 
 
 def match_layer(saes: Callable[[Site], SAE], layer: int, k: int, chunk: int = 2048) -> dict:
@@ -201,15 +196,11 @@ class Corpus:
 
 def _pack(pieces: list[tuple[list[int], list[str] | None]], rows: int, context: int) -> Corpus:
     """Concatenate tokenized documents and cut them into full rows (no padding reaches the SAEs)."""
-    ids, labels = [], []
-    for piece_ids, piece_labels in pieces:
-        ids += piece_ids
-        labels += piece_labels if piece_labels is not None else [""] * len(piece_ids)
-    n = min(rows, len(ids) // context)
-    if n == 0:
+    ids = pack_rows([piece_ids for piece_ids, _ in pieces], context, rows)
+    if len(ids) == 0:
         raise ParameterError(f"The corpus needs at least one row of {context} tokens (parameter 'context').")
-    has_labels = any(p[1] is not None for p in pieces)
-    return Corpus(torch.tensor(ids[: n * context]).reshape(n, context), labels[: n * context] if has_labels else None)
+    labels = [label for piece_ids, piece_labels in pieces for label in (piece_labels or [""] * len(piece_ids))]
+    return Corpus(ids, labels[: ids.numel()] if any(p[1] is not None for p in pieces) else None)
 
 
 def organism_corpus(tokenizer, language: Language, rows: int, context: int, seed: int) -> Corpus:
