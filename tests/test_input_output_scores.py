@@ -11,6 +11,7 @@ import yaml
 
 from saesteer.analyses import scores as io
 from saesteer.chapters import input_output_scores as chapter
+from saesteer.core.generation import perplexity
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import forward_with_edits
 from saesteer.core.saes import check_release
@@ -142,6 +143,6 @@ def test_perplexity_of_a_row_does_not_depend_on_its_batch(tiny_models):
     model = tiny_models["gemma2"]
     prompts = ["w3 w4", "w5 w6 w7 w8 w9 w10", "w11"]
     continuations = torch.tensor([[5, 6, 7], [8, 9, 0], [10, 11, 12]])  # 0 = padding after the end
-    together = io.perplexity(model, prompts, continuations)
-    alone = torch.cat([io.perplexity(model, [p], c[None]) for p, c in zip(prompts, continuations)])
+    together = perplexity(model, prompts, continuations)
+    alone = torch.cat([perplexity(model, [p], c[None]) for p, c in zip(prompts, continuations)])
     assert torch.allclose(together, alone, atol=1e-4) and (together > 1).all()

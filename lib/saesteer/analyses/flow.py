@@ -36,6 +36,7 @@ import torch
 from sae_lens import SAE
 
 from saesteer.core.codes import sae_codes
+from saesteer.core.generation import answer_text
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import (
     AddVector,
@@ -557,22 +558,13 @@ def add_edits(saes, rows: list[dict]) -> list[AddVector]:
     return edits
 
 
-def _answers(tokenizer, ids: torch.Tensor) -> list[str]:
-    """Generated ids -> text up to the end of turn, padding removed."""
-    texts = []
-    for row in ids.tolist():
-        text = tokenizer.decode(row, skip_special_tokens=False).split(tokenizer.eos_token)[0]
-        texts.append(text.replace(tokenizer.pad_token or "\0", "").strip())
-    return texts
-
-
 def generate_rows(lm, prompts: list[str], edits_for: Callable[[list[int]], list], n_rows: int, new_tokens: int,
                   batch_size: int) -> list[str]:
     """Greedy answers of ``n_rows`` rows, batched; ``edits_for(row indices)`` gives each batch's edits."""
     out = []
     for chunk in batches(list(range(n_rows)), batch_size):
         ids = generate_with_edits(lm, [prompts[i] for i in chunk], edits_for(chunk), max_new_tokens=new_tokens)
-        out += _answers(lm.tokenizer, ids)
+        out += answer_text(lm.tokenizer, ids)
     return out
 
 

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from saesteer.core.codes import sae_codes
+from saesteer.core.generation import perplexity
 from saesteer.core.hooks import Site, layout, walk
 from saesteer.core.interventions import (
     BoostEach,
     batches,
-    forward_with_edits,
     generate_with_edits,
     last_token_logits,
     prefix_cache,
@@ -252,25 +252,6 @@ def prefixes(subject, n: int, prefixes_text: str | None) -> list[str]:
 def _count_hits(ids: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     """Per row: how many generated tokens (``ids`` [n, t]) are in that row's lens (``lens`` [n, k])."""
     return (ids[:, :, None] == lens[:, None, :]).any(-1).sum(1).float()
-
-
-def perplexity(lm, prompts: Sequence[str], continuations: torch.Tensor) -> torch.Tensor:
-    """Per row, the unsteered model's perplexity of the continuation (padding after <eos> left out) given its
-    prompt. Rows are prompt + continuation padded on the right, so no real token sees a pad and positions
-    start at 0 (the paper used a larger model; the organism is the only model of its language)."""
-    pad = lm.tokenizer.pad_token_id
-    prompt_ids = [lm.tokenizer(p)["input_ids"] for p in prompts]
-    rows = [ids + c for ids, c in zip(prompt_ids, continuations.tolist())]
-    width = max(map(len, rows))
-    logits, _ = forward_with_edits(lm, torch.tensor([r + [pad] * (width - len(r)) for r in rows]))
-    logp = torch.log_softmax(logits.float().cpu(), dim=-1)
-    out = []
-    for i, (ids, cont) in enumerate(zip(prompt_ids, continuations)):
-        start = len(ids) - 1  # the logits at this position predict the first generated token
-        nll = -logp[i, start : start + len(cont)].gather(1, cont[:, None]).squeeze(1)
-        keep = cont != pad
-        out.append(torch.exp((nll * keep).sum() / keep.sum().clamp_min(1)))
-    return torch.stack(out)
 
 
 def _generate(subject, texts: Sequence[str], edits, params: dict, seed: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from saesteer.core.generation import answer_text
 from saesteer.core.interventions import (
     Edit,
     batches,
@@ -94,21 +95,12 @@ def judge(item: Item | Dialogue, response: str, refusal_markers: Sequence[str] =
     return words[:1] == [truth["positive"]]  # corrigible: picks the corrigible option
 
 
-def _decode(tokenizer, ids: torch.Tensor) -> list[str]:
-    """Generated ids -> answer texts (up to the end of turn, padding removed)."""
-    texts = []
-    for row in ids.tolist():
-        text = tokenizer.decode(row, skip_special_tokens=False)
-        texts.append(text.split(tokenizer.eos_token)[0].replace(tokenizer.pad_token, "").strip())
-    return texts
-
-
 def generate_answers(model, prompts: Sequence[str], edits: Sequence[Edit] = (), max_new_tokens: int = 40,
                      batch_size: int = 64, progress: bool = False) -> list[str]:
     """Greedy answers (text up to ``<eos>``) to ``prompts``, in batches, with ``edits`` at every token."""
     answers = []
     for chunk in bar(list(batches(prompts, batch_size)), "generating", progress):
-        answers += _decode(model.tokenizer, generate_with_edits(model, chunk, edits, max_new_tokens=max_new_tokens))
+        answers += answer_text(model.tokenizer, generate_with_edits(model, chunk, edits, max_new_tokens=max_new_tokens))
     return answers
 
 
@@ -148,7 +140,7 @@ def sweep(model, sets: dict[str, list], n_configs: int, edits_for: Callable[[tor
                 configs, chunk_items = torch.tensor([c for c, _ in chunk]), [item for _, item in chunk]
                 ids = generate_with_edits(model, [item.prompt for item in chunk_items], edits_for(configs, chunk_items),
                                           max_new_tokens=budgets.get(kind, 40))
-                answers += _decode(model.tokenizer, ids)
+                answers += answer_text(model.tokenizer, ids)
                 progress_bar.update(len(chunk))
             for config in range(n_configs):
                 mine = [(item, a) for (c, item), a in zip(rows, answers) if c == config]
