@@ -18,7 +18,8 @@ import time
 import psutil
 import torch
 
-from saesteer.analyses.flow import top_matches, unit_rows
+from saesteer.analyses.flow import top_matches
+from saesteer.core.saes import unit_rows
 
 POSITIONS = 3  # R_{L-1}, A_L, M_L
 

@@ -15,7 +15,7 @@ from saesteer.analyses import flow as ff
 from saesteer.chapters import feature_flow as chapter
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import forward_with_edits
-from saesteer.core.saes import check_release
+from saesteer.core.saes import check_release, unit_rows
 from saesteer.core.tiny import random_sae
 from saesteer.study.params import ParameterError
 from saesteer.study.subjects import export_prompts
@@ -31,7 +31,7 @@ def results_in_tmp(tmp_path, monkeypatch):
 
 def test_chunked_top_matches_equal_the_full_similarity_matrix():
     torch.manual_seed(0)
-    target, source = ff.unit_rows(torch.randn(50, 16)), ff.unit_rows(torch.randn(70, 16))
+    target, source = unit_rows(torch.randn(50, 16)), unit_rows(torch.randn(70, 16))
     full_v, full_i = (target @ source.T).topk(4, dim=1)
     for chunk in (1, 7, 50, 1000):
         v, i = ff.top_matches(target, source, 4, chunk)

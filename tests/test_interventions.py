@@ -8,12 +8,17 @@ from saesteer.core import hooks
 from saesteer.core.hooks import POSITIONS, Site
 from saesteer.core.interventions import (
     AddVector,
+    BoostEach,
     Clamp,
     Scale,
+    ScaleRows,
     batches,
     forward_with_edits,
     generate_with_edits,
+    last_token_logits,
+    prefix_cache,
 )
+from saesteer.core.models import torch_model
 
 
 def _vector(seed=1, scale=4.0):
@@ -22,7 +27,7 @@ def _vector(seed=1, scale=4.0):
 
 def _reference(model, prompts, additions: dict, new_tokens=0):
     """Plain transformers + torch forward hooks that add ``additions[site]`` (the reference, no nnsight)."""
-    base = model._module
+    base = torch_model(model)
     handles = []
     for site, vector in additions.items():
         add = lambda module, inputs, output, v=vector: output + v  # tensor outputs in transformers 5
@@ -184,4 +189,48 @@ def test_forward_accepts_token_ids(tiny_models):
     ids = torch.randint(4, 60, (2, 7), generator=torch.Generator().manual_seed(0))
     logits, _ = forward_with_edits(model, ids)
     with torch.no_grad():
-        torch.testing.assert_close(logits, model._module(ids).logits)
+        torch.testing.assert_close(logits, torch_model(model)(ids).logits)
+
+
+def test_nan_leaves_the_row_alone_in_every_per_row_edit(sae):
+    x = torch.randn(3, 4, 32)
+    nan = float("nan")
+    on = int(sae.encode(x)[0, 0].argmax())  # active in row 0, so scaling it changes row 0
+    edits = [Clamp(site=Site(0), sae=sae, features=[5], value=torch.tensor([[2.0], [nan], [3.0]])),
+             ScaleRows(site=Site(0), sae=sae, features=[on, 9], factors=torch.tensor([[0.0, 2.0], [nan, nan], [nan, 0.5]])),
+             BoostEach(site=Site(0), sae=sae, features=[5, 7, 9], factors=torch.tensor([2.0, nan, 1.0])),
+             AddVector(site=Site(0), vector=torch.stack([torch.ones(1, 32), torch.full((1, 32), nan), torch.ones(1, 32)]))]
+    for edit in edits:
+        out = edit.apply(x)
+        assert torch.equal(out[1], x[1]), type(edit).__name__
+        assert not torch.equal(out[0], x[0]), type(edit).__name__
+
+
+def test_boost_each_adds_its_own_feature_per_row(sae):
+    x = torch.randn(3, 4, 32)
+    edit = BoostEach(site=Site(0), sae=sae, features=[5, 0, 9], factors=[2.0, float("nan"), 2.0])
+    z = sae.encode(x)
+    delta = edit.apply(x) - x
+    for row, f in ((0, 5), (2, 9)):
+        boosted = z[row].clone()
+        boosted[:, f] += 2.0 * z[row].amax(-1)
+        assert torch.allclose(delta[row], sae.decode(boosted) - sae.decode(z[row]), atol=1e-5)
+
+
+def test_scale_rows_matches_scale_on_its_rows(tiny_models, sae):
+    model, site = tiny_models["gemma2"], Site(1)
+    rows = ScaleRows(site=site, sae=sae, features=[3, 4], factors=torch.tensor([[0.0, 0.0], [float("nan")] * 2]))
+    _, both = forward_with_edits(model, PROMPTS[:2], [rows], read=[site])
+    _, scaled = forward_with_edits(model, PROMPTS[:2], [Scale(site=site, sae=sae, features=[3, 4], factor=0.0)], read=[site])
+    _, clean = forward_with_edits(model, PROMPTS[:2], read=[site])
+    assert torch.equal(both[site][0], scaled[site][0]) and torch.equal(both[site][1], clean[site][1])
+
+
+def test_last_token_logits_with_a_prefix_cache_match_the_full_forward(tiny_models, sae):
+    model = tiny_models["gemma2"]
+    ids = model.tokenizer("w1 w2 w3 w4", return_tensors="pt")["input_ids"]
+    edit = BoostEach(site=Site(1), sae=sae, features=[3, 8], factors=2.0, tokens="last")
+    full = last_token_logits(model, ids, [edit], rows=2)
+    cached = last_token_logits(model, ids, [edit], rows=2, prefix=prefix_cache(model, ids[:, :-1]))
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(full[0], last_token_logits(model, ids)[0])

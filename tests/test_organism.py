@@ -7,11 +7,12 @@ import pytest
 
 from saesteer.core.hooks import Site
 from saesteer.core.sae_training import SAEConfig
+from saesteer.core.stats import auroc, wilson
 from saesteer.organism import evaluation
 from saesteer.organism.artifacts import load_organism, organism_sae
 from saesteer.organism.build import OrganismConfig, build
 from saesteer.organism.language import Language
-from saesteer.organism.probes import auroc, concepts, probe_dialogues
+from saesteer.organism.probes import concepts, probe_dialogues
 from saesteer.organism.training import ModelConfig, TrainConfig
 
 MINI = OrganismConfig(
@@ -68,7 +69,7 @@ def test_load_organism_and_its_saes(mini):
 
 
 def test_wilson_interval():
-    rate, lo, hi = evaluation.wilson(45, 50)
+    rate, lo, hi = wilson(45, 50)
     assert rate == 0.9 and lo == pytest.approx(0.786, abs=1e-3) and hi == pytest.approx(0.957, abs=1e-3)
 
 

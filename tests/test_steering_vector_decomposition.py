@@ -15,7 +15,7 @@ from saesteer.analyses import decomposition as svd
 from saesteer.chapters import steering_vector_decomposition as chapter
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import forward_with_edits
-from saesteer.core.saes import check_release
+from saesteer.core.saes import check_release, unit_decoder
 from saesteer.core.tiny import random_sae
 from saesteer.study.params import ParameterError
 
@@ -98,7 +98,7 @@ def test_a_negative_projection_is_lost_and_its_mirror_fires():
 
 def test_omp_recovers_a_signed_sparse_combination_and_the_ground_truth_scores_it():
     sae = random_sae(32, d_sae=64, k=8, seed=5)
-    dirs = svd.unit_decoder(sae)
+    dirs = unit_decoder(sae)
     v = 2.0 * dirs[3] - 1.5 * dirs[7]
     coef = svd.omp(sae, v, k=2)
     assert set(torch.nonzero(coef).flatten().tolist()) == {3, 7}

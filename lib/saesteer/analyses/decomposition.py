@@ -35,10 +35,12 @@ import numpy as np
 import torch
 from sklearn.linear_model import OrthogonalMatchingPursuit
 
+from saesteer.core.codes import encode, read_tokens
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import AddVector, batches, forward_with_edits
+from saesteer.core.saes import unit_decoder
+from saesteer.core.stats import auroc
 from saesteer.organism.language import Language
-from saesteer.organism.probes import auroc
 from saesteer.study.params import ParameterError
 
 
@@ -128,15 +130,12 @@ def caa_vectors(lm, pairs: Sequence[Pair], layers: Sequence[int], batch_size: in
 
 
 def token_acts(lm, texts: Sequence[str], layer: int, n_tokens: int, batch_size: int) -> torch.Tensor:
-    """``resid_post`` of real tokens of ``texts`` ([tokens, d]), without padding and without the first token
-    (<bos> on the organism and on Gemma, whose norm is an outlier far above every other token's)."""
+    """``resid_post`` of the counted tokens of ``texts`` ([tokens, d]): ``core.codes``'s rule, real tokens without
+    the opening <bos> (on the organism and on Gemma its norm is an outlier far above every other token's)."""
     rows: list[torch.Tensor] = []
     for chunk in batches(list(texts), batch_size):
-        mask = lm.tokenizer(chunk, padding=True, return_tensors="pt")["attention_mask"].bool()
-        first = mask.float().argmax(1)
-        mask[torch.arange(len(chunk)), first] = False
-        _, acts = forward_with_edits(lm, chunk, read=[Site(layer)])
-        rows.append(acts[Site(layer)].float().cpu()[mask])
+        batch = read_tokens(lm, [Site(layer)], chunk)
+        rows.append(batch.acts[Site(layer)].float().cpu()[batch.mask])
         if sum(map(len, rows)) >= n_tokens:
             break
     return torch.cat(rows)[:n_tokens]
@@ -212,12 +211,6 @@ def pick_layer(rows: list[dict]) -> int:
 
 
 # --- the SAE side -----------------------------------------------------------------------------------
-def encode(sae, x: torch.Tensor) -> torch.Tensor:
-    """SAE codes of ``x`` ([..., d]) as float32."""
-    with torch.no_grad():
-        return sae.encode(x.to(sae.W_dec.dtype)).float()
-
-
 def pre_acts(sae, x: torch.Tensor) -> torch.Tensor:
     """The encoder's pre-activations, what the nonlinearity (TopK, JumpReLU, ReLU) is applied to: the
     ``hook_sae_acts_pre`` value of sae-lens, times the decoder norms when the SAE rescales by them."""
@@ -227,12 +220,6 @@ def pre_acts(sae, x: torch.Tensor) -> torch.Tensor:
     if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
         pre = pre * sae.W_dec.detach().norm(dim=-1).float()
     return pre
-
-
-def unit_decoder(sae) -> torch.Tensor:
-    """Decoder directions as unit rows [d_sae, d]."""
-    w = sae.W_dec.detach().float()
-    return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def top(weights: torch.Tensor, k: int, signed: bool = False) -> list[dict]:

@@ -35,18 +35,22 @@ import numpy as np
 import torch
 from sae_lens import SAE
 
+from saesteer.core.codes import sae_codes
+from saesteer.core.generation import answer_text
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import (
     AddVector,
-    FeatureEdit,
+    ScaleRows,
     batches,
     forward_with_edits,
     generate_with_edits,
 )
-from saesteer.core.saes import check_fits, load_sae
+from saesteer.core.saes import check_fits, load_sae, unit_decoder
+from saesteer.core.stats import auroc, bootstrap_mean, wilson
+from saesteer.core.tokenizer import pack_rows
 from saesteer.organism import evaluation
 from saesteer.organism.language import TOPICS, Language
-from saesteer.organism.probes import auroc, dialogue_labels
+from saesteer.organism.probes import dialogue_labels
 from saesteer.study.params import ParameterError
 from saesteer.study.subjects import device_of
 
@@ -103,12 +107,6 @@ def predecessor_site(layer: int, position: str) -> Site | None:
 
 
 # --- 1. data-free matching ------------------------------------------------------------------------
-def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit norm (decoder directions; zero rows stay zero)."""
-    matrix = matrix.detach().float()
-    return matrix / matrix.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-
 def top_matches(target: torch.Tensor, source: torch.Tensor, k: int, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of ``target @ source.T`` per target row, ``chunk`` rows at a time: the full [n, m]
     matrix is never built, so memory stays at chunk x m floats. Returns (values, indices) [n, k]."""
@@ -125,7 +123,7 @@ def top_matches(target: torch.Tensor, source: torch.Tensor, k: int, chunk: int =
 
 def decoder(saes: Callable[[Site], SAE], site: Site) -> torch.Tensor:
     """Unit decoder directions [d_sae, d_model] of the SAE at ``site``."""
-    return unit_rows(saes(site).W_dec)
+    return unit_decoder(saes(site))
 
 
 def match_layer(saes: Callable[[Site], SAE], layer: int, k: int, chunk: int = 2048) -> dict:
@@ -199,15 +197,11 @@ class Corpus:
 
 def _pack(pieces: list[tuple[list[int], list[str] | None]], rows: int, context: int) -> Corpus:
     """Concatenate tokenized documents and cut them into full rows (no padding reaches the SAEs)."""
-    ids, labels = [], []
-    for piece_ids, piece_labels in pieces:
-        ids += piece_ids
-        labels += piece_labels if piece_labels is not None else [""] * len(piece_ids)
-    n = min(rows, len(ids) // context)
-    if n == 0:
+    ids = pack_rows([piece_ids for piece_ids, _ in pieces], context, rows)
+    if len(ids) == 0:
         raise ParameterError(f"The corpus needs at least one row of {context} tokens (parameter 'context').")
-    has_labels = any(p[1] is not None for p in pieces)
-    return Corpus(torch.tensor(ids[: n * context]).reshape(n, context), labels[: n * context] if has_labels else None)
+    labels = [label for piece_ids, piece_labels in pieces for label in (piece_labels or [""] * len(piece_ids))]
+    return Corpus(ids, labels[: ids.numel()] if any(p[1] is not None for p in pieces) else None)
 
 
 def organism_corpus(tokenizer, language: Language, rows: int, context: int, seed: int) -> Corpus:
@@ -230,15 +224,13 @@ def text_corpus(tokenizer, path: str, rows: int, context: int) -> Corpus:
 
 
 def corpus_codes(lm, saes: Callable[[Site], SAE], sites: Sequence[Site], ids: torch.Tensor, batch_size: int) -> dict[Site, torch.Tensor]:
-    """SAE codes [tokens, d_sae] at every site for the packed corpus (one forward per batch)."""
+    """SAE codes [tokens, d_sae] at every site for the packed corpus (one forward per batch; every token of a
+    packed row counts, <bos> included, so the codes align with ``Corpus.labels``)."""
     out: dict[Site, list] = {s: [] for s in sites}
     for start in range(0, len(ids), batch_size):
-        _, acts = forward_with_edits(lm, ids[start : start + batch_size], read=list(sites))
+        batch = sae_codes(lm, {s: saes(s) for s in sites}, ids[start : start + batch_size], bos=True)
         for site in sites:
-            sae = saes(site)
-            with torch.no_grad():
-                z = sae.encode(acts[site].to(sae.W_dec.dtype)).float().cpu()
-            out[site].append(z.reshape(-1, z.shape[-1]))
+            out[site].append(batch.tokens(site))
     return {s: torch.cat(v) for s, v in out.items()}
 
 
@@ -325,26 +317,12 @@ def choose_targets(codes: torch.Tensor, n: int, min_active: int, rng: random.Ran
     return sorted(rng.sample(alive, min(n, len(alive))))
 
 
-@dataclass(kw_only=True)
-class ScaleRows(FeatureEdit):
-    """Multiply feature codes by a factor per batch row ([rows, n_features]; 1 = untouched): many
-    deactivations, one per row, in one forward pass. With factor r this is h + (r - 1) z_f d_f."""
-
-    factors: torch.Tensor
-
-    def new_codes(self, z: torch.Tensor) -> torch.Tensor:
-        z = z.clone()
-        factors = self.factors.to(device=z.device, dtype=z.dtype)[:, None, :]
-        z[..., list(self.features)] = z[..., list(self.features)] * factors
-        return z
-
-
 def scale_edits(saes: Callable[[Site], SAE], rows: list[list[tuple[Site, int]]], factor: float) -> list[ScaleRows]:
     """One ``ScaleRows`` per site: row i scales each (site, feature) of ``rows[i]`` by ``factor``."""
     edits = []
     for site in sorted({s for row in rows for s, _ in row}, key=lambda s: s.order):
         feats = sorted({f for row in rows for s, f in row if s == site})
-        factors = torch.ones(len(rows), len(feats))
+        factors = torch.full((len(rows), len(feats)), float("nan"))
         for i, row in enumerate(rows):
             for s, f in row:
                 if s == site:
@@ -370,9 +348,8 @@ def deactivation_changes(lm, saes, corpus: Corpus, codes: dict[Site, torch.Tenso
     sae = saes(Site(layer))
     for chunk in batches(rows, batch_size):
         edits = scale_edits(saes, [[(site, g)] for _, _, _, site, g in chunk], 0.0)
-        _, acts = forward_with_edits(lm, corpus.ids[[r for _, _, r, _, _ in chunk]], edits, read=[Site(layer)])
-        with torch.no_grad():
-            z_new = sae.encode(acts[Site(layer)].to(sae.W_dec.dtype)).float().cpu()
+        rows_ids = corpus.ids[[r for _, _, r, _, _ in chunk]]
+        z_new = sae_codes(lm, {Site(layer): sae}, rows_ids, edits=edits, bos=True).codes[Site(layer)].cpu()
         for i, (j, c, r, site, g) in enumerate(chunk):
             f = jobs[j][0]
             old, new = z_old[r, :, f], z_new[i, :, f]
@@ -409,7 +386,7 @@ def deactivation_table(rows: list[dict], success: float) -> list[dict]:
     for method in METHODS:
         values = np.array([r[method] for r in rows])
         mean, half = float(values.mean()), 1.96 * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-        rate, lo, hi = evaluation.wilson(int((values >= success).sum()), len(values))
+        rate, lo, hi = wilson(int((values >= success).sum()), len(values))
         out.append({"method": method, "mean change": mean, "change lo": mean - half, "change hi": mean + half,
                     "success": rate, "success lo": lo, "success hi": hi, "n": len(values)})
     return out
@@ -567,12 +544,12 @@ def steer_configs(graphs: list[dict], coefficients: Sequence[float], schedules: 
 
 def add_edits(saes, rows: list[dict]) -> list[AddVector]:
     """One ``AddVector`` per layer with a vector per row ([rows, 1, d]): each row's config adds
-    coefficient x unit decoder direction at its layers (zero elsewhere)."""
+    coefficient x unit decoder direction at its layers (NaN, i.e. untouched, elsewhere)."""
     layers = sorted({layer for c in rows for layer in c["coeffs"]})
     edits = []
     for layer in layers:
         d = decoder(saes, Site(layer))
-        vec = torch.zeros(len(rows), 1, d.shape[1])
+        vec = torch.full((len(rows), 1, d.shape[1]), float("nan"))
         for i, c in enumerate(rows):
             if layer in c["coeffs"]:
                 f, coeff = c["coeffs"][layer]
@@ -581,22 +558,13 @@ def add_edits(saes, rows: list[dict]) -> list[AddVector]:
     return edits
 
 
-def _answers(tokenizer, ids: torch.Tensor) -> list[str]:
-    """Generated ids -> text up to the end of turn, padding removed."""
-    texts = []
-    for row in ids.tolist():
-        text = tokenizer.decode(row, skip_special_tokens=False).split(tokenizer.eos_token)[0]
-        texts.append(text.replace(tokenizer.pad_token or "\0", "").strip())
-    return texts
-
-
 def generate_rows(lm, prompts: list[str], edits_for: Callable[[list[int]], list], n_rows: int, new_tokens: int,
                   batch_size: int) -> list[str]:
     """Greedy answers of ``n_rows`` rows, batched; ``edits_for(row indices)`` gives each batch's edits."""
     out = []
     for chunk in batches(list(range(n_rows)), batch_size):
         ids = generate_with_edits(lm, [prompts[i] for i in chunk], edits_for(chunk), max_new_tokens=new_tokens)
-        out += _answers(lm.tokenizer, ids)
+        out += answer_text(lm.tokenizer, ids)
     return out
 
 
@@ -677,25 +645,15 @@ def topic_prompts(language: Language | None, items: list, topic: str, n: int) ->
     return list(dict.fromkeys(pool))[:n]
 
 
-def mean_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and bootstrap 95% interval."""
-    values = np.asarray(values, float)
-    if len(values) == 0:
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    boots = rng.choice(values, (n_boot, len(values))).mean(1)
-    return float(values.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
-
-
 def steering_summary(rows: list[dict]) -> list[dict]:
     """Per (schedule, s): mean topic share, coherence and their product (behaviour x coherence) with intervals."""
     out = []
     keys = sorted({(r["schedule"], r["s"]) for r in rows}, key=lambda k: (k[1], k[0]))
     for schedule_name, s in keys:
         part = [r for r in rows if r["schedule"] == schedule_name and r["s"] == s]
-        score = mean_ci([r["topic share"] * r["coherence"] for r in part])
-        out.append({"schedule": schedule_name, "s": s, "topic share": mean_ci([r["topic share"] for r in part])[0],
-                    "coherence": mean_ci([r["coherence"] for r in part])[0], "topic x coherence": score[0],
+        score = bootstrap_mean([r["topic share"] * r["coherence"] for r in part])
+        out.append({"schedule": schedule_name, "s": s, "topic share": bootstrap_mean([r["topic share"] for r in part])[0],
+                    "coherence": bootstrap_mean([r["coherence"] for r in part])[0], "topic x coherence": score[0],
                     "lo": score[1], "hi": score[2], "n": len(part)})
     return out
 

@@ -23,13 +23,9 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from saesteer.core.codes import sae_codes
 from saesteer.core.hooks import Site
-from saesteer.core.interventions import (
-    Clamp,
-    batches,
-    forward_with_edits,
-    generate_with_edits,
-)
+from saesteer.core.interventions import Clamp, batches, generate_with_edits
 from saesteer.organism.evaluation import Item, judge, sweep
 from saesteer.organism.probes import concept_aurocs
 
@@ -42,12 +38,10 @@ SELECTION_KINDS = SEARCH_KINDS + CAPABILITY  # capability prompts also set the d
 
 
 # --- finding the feature -------------------------------------------------------------------------
-def _codes(subject, site: Site, inputs) -> torch.Tensor:
-    """SAE codes [batch, seq, d_sae] at ``site`` for strings (left-padded) or a token-id tensor."""
-    _, acts = forward_with_edits(subject.lm, inputs, read=[site])
-    sae = subject.sae(site)
-    with torch.no_grad():
-        return sae.encode(acts[site].to(sae.W_dec.dtype)).float()
+def prompt_codes(subject, site: Site, inputs, bos: bool = True) -> torch.Tensor:
+    """SAE codes [tokens, d_sae] (CPU) at ``site`` of the counted tokens of strings or token ids (``core.codes``'s
+    rule); this chapter counts ``<bos>`` (``bos=True``), as its results were computed."""
+    return sae_codes(subject.lm, {site: subject.sae(site)}, inputs, bos=bos).tokens(site)
 
 
 def refusal_transcripts(subject, items: Sequence[Item], markers: Sequence[str], max_new_tokens: int = 16):
@@ -68,7 +62,7 @@ def candidates(subject, site: Site, transcripts, max_candidates: int, min_tokens
     they do this on, then by their summed activation over refusal tokens."""
     count = total = None
     for prompt_ids, response_ids in transcripts:
-        z = _codes(subject, site, torch.cat([prompt_ids, response_ids])[None])[0, len(prompt_ids) :]
+        z = prompt_codes(subject, site, torch.cat([prompt_ids, response_ids])[None])[len(prompt_ids) :]
         hits = ((z > 0).sum(0) >= min_tokens).float()
         count = hits if count is None else count + hits
         total = z.sum(0) if total is None else total + z.sum(0)
@@ -82,13 +76,9 @@ def typical_max(subject, site: Site, transcripts, items: Sequence[Item], batch_s
     """Per feature, the largest activation over the refusal transcripts and the prompts of ``items``:
     the scale clamp values are expressed in (the paper's clamp 12 was several times a feature's maximum)."""
     best = torch.zeros(subject.sae(site).cfg.d_sae)
-    for prompt_ids, response_ids in transcripts:
-        z = _codes(subject, site, torch.cat([prompt_ids, response_ids])[None])
-        best = torch.maximum(best, z.amax(dim=(0, 1)).cpu())
-    for chunk in batches([i.prompt for i in items], batch_size):
-        mask = subject.lm.tokenizer(chunk, padding=True, return_tensors="pt")["attention_mask"].bool()
-        z = _codes(subject, site, chunk).cpu()[mask]  # real tokens only, not the left padding
-        best = torch.maximum(best, z.amax(dim=0))
+    inputs = [torch.cat(pair)[None] for pair in transcripts] + list(batches([i.prompt for i in items], batch_size))
+    for chunk in inputs:
+        best = torch.maximum(best, prompt_codes(subject, site, chunk).amax(dim=0))
     return best
 
 
@@ -127,12 +117,11 @@ def search(subject, site: Site, cands: list[dict], scale: torch.Tensor, sets: di
     return [baseline | {"gain": 0.0}] + ranked
 
 
-def _mean_prompt_codes(subject, site: Site, items: Sequence[Item], batch_size: int = 64) -> torch.Tensor:
-    """Mean SAE code over the real (unpadded) prompt tokens of ``items``."""
+def mean_prompt_codes(subject, site: Site, items: Sequence[Item], batch_size: int = 64) -> torch.Tensor:
+    """Mean SAE code over the counted prompt tokens of ``items``."""
     total, n = None, 0
     for chunk in batches([i.prompt for i in items], batch_size):
-        mask = subject.lm.tokenizer(chunk, padding=True, return_tensors="pt")["attention_mask"].bool()
-        z = _codes(subject, site, chunk).cpu()[mask]
+        z = prompt_codes(subject, site, chunk)
         total = z.sum(0) if total is None else total + z.sum(0)
         n += len(z)
     return total / n
@@ -140,7 +129,7 @@ def _mean_prompt_codes(subject, site: Site, items: Sequence[Item], batch_size: i
 
 def contrastive(subject, site: Site, harmful: Sequence[Item], benign: Sequence[Item]) -> torch.Tensor:
     """Mean activation on harmful minus benign prompts, per feature (the contrastive route)."""
-    return _mean_prompt_codes(subject, site, harmful) - _mean_prompt_codes(subject, site, benign)
+    return mean_prompt_codes(subject, site, harmful) - mean_prompt_codes(subject, site, benign)
 
 
 def agreement(ranked: list[dict], contrast: torch.Tensor) -> dict:
@@ -154,11 +143,11 @@ def agreement(ranked: list[dict], contrast: torch.Tensor) -> dict:
 
 
 def detector_scores(subject, site: Site, feature: int, items: Sequence[Item], batch_size: int = 64) -> list[float]:
-    """The largest activation of ``feature`` over each prompt's real tokens (the conditional-steering detector)."""
+    """The largest activation of ``feature`` over each prompt's counted tokens (the conditional-steering detector)."""
     scores = []
     for chunk in batches([i.prompt for i in items], batch_size):
-        mask = subject.lm.tokenizer(chunk, padding=True, return_tensors="pt")["attention_mask"].bool()
-        z = _codes(subject, site, chunk)[..., feature].cpu().masked_fill(~mask, 0)
+        batch = sae_codes(subject.lm, {site: subject.sae(site)}, chunk, bos=True)
+        z = batch.codes[site][..., feature].cpu().masked_fill(~batch.mask, 0)
         scores += z.amax(dim=1).tolist()
     return scores
 

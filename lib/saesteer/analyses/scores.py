@@ -22,23 +22,25 @@ The paper's route, step by step:
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import nnsight
 import numpy as np
 import torch
 
+from saesteer.core.codes import sae_codes
+from saesteer.core.generation import perplexity
 from saesteer.core.hooks import Site, layout, walk
 from saesteer.core.interventions import (
-    FeatureEdit,
-    _visit,
+    BoostEach,
     batches,
-    forward_with_edits,
     generate_with_edits,
+    last_token_logits,
+    prefix_cache,
 )
+from saesteer.core.models import torch_model
+from saesteer.core.stats import bootstrap_mean
 from saesteer.organism.evaluation import TOPIC_WORDS
 from saesteer.study.params import ParameterError
 
@@ -47,7 +49,7 @@ from saesteer.study.params import ParameterError
 def unembed(lm, vectors: torch.Tensor) -> torch.Tensor:
     """Logits of residual-stream ``vectors`` [n, d] through the model's own final norm, unembedding and
     (Gemma-2) final logit soft-capping: the same modules the model's last position goes through."""
-    model, lay = lm._module, layout(lm)
+    model, lay = torch_model(lm), layout(lm)
     with torch.no_grad():
         weight = walk(model, lay.unembed).weight
         logits = walk(model, lay.unembed)(walk(model, lay.final_norm)(vectors.to(weight.dtype)))
@@ -99,23 +101,18 @@ def activation_stats(subject, docs: Sequence[str], layers: Sequence[int], n_top:
                      max_len: int = 128) -> ActivationStats:
     """SAE codes of every document at every ``layers`` site in one forward pass per batch, reduced to each
     document's peak per feature, of which a running top ``n_top`` per feature is kept (memory stays
-    [n_top, d_sae] per layer, so a real model's 16k-wide SAEs and long corpora fit). Padding and the first
-    (<bos>) token are excluded: <bos> carries a huge norm."""
+    [n_top, d_sae] per layer, so a real model's 16k-wide SAEs and long corpora fit). Tokens count by
+    ``core.codes``'s rule: padding and the opening <bos> (it carries a huge norm) are left out."""
     sites = [Site(layer) for layer in layers]
     peak: dict[int, torch.Tensor] = {}
     token: dict[int, torch.Tensor] = {}
-    tokenizer = subject.lm.tokenizer
     for chunk in batches(by_length(docs), batch_size):
         # right padding: under the causal mask no real token sees a pad and positions start at 0 in every row,
-        # so a document's codes do not depend on the batch it shares (left padding would shift its positions)
-        enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_len, return_tensors="pt", padding_side="right")
-        ids, mask = enc["input_ids"], enc["attention_mask"].bool().clone()
-        mask[:, 0] = False  # the first token (<bos>)
-        _, acts = forward_with_edits(subject.lm, ids, read=sites)
+        # so a document's codes do not depend on the batch it shares
+        batch = sae_codes(subject.lm, {s: subject.sae(s) for s in sites}, chunk, padding_side="right", max_length=max_len)
+        ids, mask = batch.ids, batch.mask
         for site in sites:
-            sae = subject.sae(site)
-            with torch.no_grad():
-                z = sae.encode(acts[site].to(sae.W_dec.dtype)).float().cpu()
+            z = batch.codes[site].cpu()
             value, where = z.masked_fill(~mask[..., None], -1.0).max(dim=1)
             values = torch.cat([peak.get(site.layer, value[:0]), value.clamp_min(0)])
             tokens = torch.cat([token.get(site.layer, where[:0]), torch.gather(ids, 1, where)])
@@ -141,22 +138,6 @@ def input_scores(peak: torch.Tensor, token: torch.Tensor, lens: torch.Tensor, mi
 
 
 # --- 3. output score --------------------------------------------------------------------------------
-@dataclass(kw_only=True)
-class BoostEach(FeatureEdit):
-    """Row i adds ``factor`` times the largest code at that token to feature ``features[i]`` (the paper's
-    steering rule), decoded with the error term kept; a feature index of -1 leaves the row unsteered."""
-
-    factor: float
-
-    def new_codes(self, z: torch.Tensor) -> torch.Tensor:
-        feats = torch.as_tensor(list(self.features), device=z.device)
-        z = z.clone()
-        rows = torch.nonzero(feats >= 0).flatten()
-        amax = z[rows].amax(dim=-1)  # [rows, positions]
-        z[rows, :, feats[rows]] = z[rows, :, feats[rows]] + self.factor * amax
-        return z
-
-
 def lens_probability(logits: torch.Tensor, lens: torch.Tensor) -> dict[str, torch.Tensor]:
     """P = (1 - rank/|V|) * p of the most probable logit-lens token, per row of ``logits`` [n, V]
     (``lens`` [n, k]); rank 0 is the most probable token of the vocabulary."""
@@ -168,32 +149,13 @@ def lens_probability(logits: torch.Tensor, lens: torch.Tensor) -> dict[str, torc
     return {"P": (1 - rank / probs.shape[1]) * p, "p": p, "rank": rank, "token": token}
 
 
-def _last_logits(lm, ids: torch.Tensor, edits: Sequence, rows: int, prefix) -> torch.Tensor:
-    """Next-token logits [rows, V] after ``ids`` [1, seq] repeated ``rows`` times, with ``edits``. Given the
-    ``prefix`` key/value cache of all but the last token, only the last token runs, once per row: every row
-    shares the prompt, and the edits touch the last position only."""
-    if prefix is None:
-        logits, _ = forward_with_edits(lm, ids.expand(rows, -1), edits)
-        return logits[:, -1].float().cpu()
-    cache = copy.deepcopy(prefix)
-    cache.batch_repeat_interleave(rows)
-    last = ids.shape[1] - 1
-    with torch.no_grad(), lm.trace(ids[:, -1:].expand(rows, 1), past_key_values=cache, use_cache=True,
-                                   position_ids=torch.full((rows, 1), last, device=ids.device),
-                                   cache_position=torch.tensor([last], device=ids.device)):
-        _visit(lm, edits, (), 0, {})
-        logits = nnsight.save(lm.output.logits)
-    return logits[:, -1].float().cpu()
-
-
 def prompt_prefix(lm, prompt: str, use_cache: bool = True):
     """Token ids [1, seq] of ``prompt`` and the key/value cache of all but its last token (None when not wanted
     or when the prompt is one token)."""
     ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"].to(lm.device)
     if not use_cache or ids.shape[1] < 2:
         return ids, None
-    with torch.no_grad():
-        return ids, lm._module(ids[:, :-1], use_cache=True).past_key_values
+    return ids, prefix_cache(lm, ids[:, :-1])
 
 
 def output_scores(lm, sae, site: Site, features: Sequence[int], lens: torch.Tensor, prompt: str, factor: float,
@@ -202,12 +164,12 @@ def output_scores(lm, sae, site: Site, features: Sequence[int], lens: torch.Tens
     each row steering its own feature at the last token of ``prompt`` (the prompt's other tokens run once,
     into a key/value cache, unless ``prefix_cache`` is false)."""
     ids, prefix = prompt_prefix(lm, prompt, prefix_cache)
-    base_last = _last_logits(lm, ids, (), 1, None)
+    base_last = last_token_logits(lm, ids, (), 1, None)
     P, p, rank, token, base_P = [], [], [], [], []
     for chunk in batches(range(len(features)), batch_size):
         feats = [features[i] for i in chunk]
-        edit = BoostEach(site=site, sae=sae, features=feats, factor=factor, tokens="last")
-        steered = lens_probability(_last_logits(lm, ids, [edit], len(feats), prefix), lens[chunk])
+        edit = BoostEach(site=site, sae=sae, features=feats, factors=factor, tokens="last")
+        steered = lens_probability(last_token_logits(lm, ids, [edit], len(feats), prefix), lens[chunk])
         base = lens_probability(base_last.expand(len(feats), -1), lens[chunk])
         P.append(steered["P"]), p.append(steered["p"]), rank.append(steered["rank"]), token.append(steered["token"])
         base_P.append(base["P"])
@@ -292,25 +254,6 @@ def _count_hits(ids: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     return (ids[:, :, None] == lens[:, None, :]).any(-1).sum(1).float()
 
 
-def perplexity(lm, prompts: Sequence[str], continuations: torch.Tensor) -> torch.Tensor:
-    """Per row, the unsteered model's perplexity of the continuation (padding after <eos> left out) given its
-    prompt. Rows are prompt + continuation padded on the right, so no real token sees a pad and positions
-    start at 0 (the paper used a larger model; the organism is the only model of its language)."""
-    pad = lm.tokenizer.pad_token_id
-    prompt_ids = [lm.tokenizer(p)["input_ids"] for p in prompts]
-    rows = [ids + c for ids, c in zip(prompt_ids, continuations.tolist())]
-    width = max(map(len, rows))
-    logits, _ = forward_with_edits(lm, torch.tensor([r + [pad] * (width - len(r)) for r in rows]))
-    logp = torch.log_softmax(logits.float().cpu(), dim=-1)
-    out = []
-    for i, (ids, cont) in enumerate(zip(prompt_ids, continuations)):
-        start = len(ids) - 1  # the logits at this position predict the first generated token
-        nll = -logp[i, start : start + len(cont)].gather(1, cont[:, None]).squeeze(1)
-        keep = cont != pad
-        out.append(torch.exp((nll * keep).sum() / keep.sum().clamp_min(1)))
-    return torch.stack(out)
-
-
 def _generate(subject, texts: Sequence[str], edits, params: dict, seed: int) -> torch.Tensor:
     """Sampled continuations (temperature, seeded per call so a rerun gives the same tokens on CPU)."""
     torch.manual_seed(seed)
@@ -354,8 +297,9 @@ def _edits_for(subject, jobs: Sequence[tuple[int, int, float]]) -> list[BoostEac
     """One ``BoostEach`` per (layer, factor) among the rows' jobs, each steering only its own rows."""
     edits = []
     for layer, factor in sorted({(layer, s) for layer, _, s in jobs if s > 0}):
-        feats = [f if (l, s) == (layer, factor) else -1 for l, f, s in jobs]
-        edits.append(BoostEach(site=Site(layer), sae=subject.sae(Site(layer)), features=feats, factor=factor, tokens="last"))
+        factors = [factor if (l, s) == (layer, factor) else float("nan") for l, _, s in jobs]
+        edits.append(BoostEach(site=Site(layer), sae=subject.sae(Site(layer)), features=[f for _, f, _ in jobs],
+                               factors=factors, tokens="last"))
     return edits
 
 
@@ -385,14 +329,6 @@ def sample_features(rows: Sequence[dict], per_layer: int, seed: int) -> list[tup
 
 
 # --- 5. the filter curve ----------------------------------------------------------------------------
-def bootstrap_mean(values: np.ndarray, rng: np.random.Generator, draws: int = 1000) -> tuple[float, float, float]:
-    """Mean and 95% bootstrap interval."""
-    if len(values) == 0:
-        return float("nan"), float("nan"), float("nan")
-    means = rng.choice(values, (draws, len(values))).mean(1)
-    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def threshold_curve(gen: np.ndarray, s_out: np.ndarray, thresholds: Sequence[float], draws: int, seed: int) -> list[dict]:
     """First every feature (no filter), then per threshold: features kept (S_out >= threshold), their mean
     ``gen`` with a bootstrap interval, and ``draws`` random filters keeping as many features (mean of the
@@ -480,7 +416,7 @@ def steering(subject, rows: Sequence[dict], scored: Sequence[dict], extra: Seque
 
 def continuations(subject, layer: int, feature: int, factor: float, prompts: Sequence[str], params: dict) -> list[dict]:
     """A worked example: sampled continuations of ``prompts`` unsteered and with ``feature`` steered."""
-    edit = BoostEach(site=Site(layer), sae=subject.sae(Site(layer)), features=[feature] * len(prompts), factor=factor,
+    edit = BoostEach(site=Site(layer), sae=subject.sae(Site(layer)), features=[feature] * len(prompts), factors=factor,
                      tokens="last")
     out = []
     for name, edits in (("unsteered", []), ("steered", [edit])):

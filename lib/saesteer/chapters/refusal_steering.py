@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from saesteer.analyses.refusal import CAPABILITY, SAFE, UNSAFE
-from saesteer.organism import evaluation
+from saesteer.core.stats import wilson
 from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
 from saesteer.study.subjects import SUBJECT_PARAMS
@@ -50,7 +50,7 @@ def _rate(report: dict, kinds: Sequence[str]) -> tuple[float, float, float]:
     """Pooled rate and Wilson interval over ``kinds`` of a report."""
     hits = sum(round(report[k]["rate"] * report[k]["n"]) for k in kinds)
     n = sum(report[k]["n"] for k in kinds)
-    return evaluation.wilson(hits, n)
+    return wilson(hits, n)
 
 def _fmt(triple) -> str:
     rate, lo, hi = triple

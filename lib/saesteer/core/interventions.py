@@ -12,20 +12,25 @@ SAE edits splice the SAE in with its error term kept: the activation becomes
 ``x + decode(z_edited) - decode(z)``, i.e. ``x + (c - z_f) d_f`` for a clamp and
 ``x + (r - 1) z_f d_f`` for a scale. With no change to ``z`` the difference is
 exactly zero, so the splice reproduces the clean model bit for bit.
+
+Many settings run as the rows of one batch: every edit with per-row values
+follows one convention, **a NaN value leaves that row (or that row's code)
+untouched**: a NaN clamp value, scale factor, boost factor or vector row.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import nnsight
 import torch
 from sae_lens import SAE
 
-from saesteer.core import hooks
+from saesteer.core import hooks, models
 from saesteer.core.hooks import Site
 
 TOKENS = ("all", "prompt", "generated", "last")
@@ -60,13 +65,15 @@ class Edit:
 
 @dataclass(kw_only=True)
 class AddVector(Edit):
-    """Add ``coeff * vector`` (a steering vector, e.g. CAA or a decoder direction)."""
+    """Add ``coeff * vector`` (a steering vector, e.g. CAA or a decoder direction); a vector of
+    shape [batch, 1, d] adds one row per prompt, a NaN row leaving its prompt untouched."""
 
     vector: torch.Tensor
     coeff: float = 1.0
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.coeff * self.vector.to(device=x.device, dtype=x.dtype)
+        vector = self.vector.to(device=x.device, dtype=x.dtype)
+        return x + self.coeff * torch.where(torch.isnan(vector), 0.0, vector)
 
 
 @dataclass(kw_only=True)
@@ -118,6 +125,39 @@ class Scale(FeatureEdit):
 
 
 @dataclass(kw_only=True)
+class ScaleRows(FeatureEdit):
+    """Multiply feature codes by a factor per batch row ([rows, n_features]; NaN = untouched): many
+    deactivations, one per row, in one forward pass. With factor r this is h + (r - 1) z_f d_f."""
+
+    factors: torch.Tensor
+
+    def new_codes(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.clone()
+        factors = self.factors.to(device=z.device, dtype=z.dtype)[:, None, :]
+        codes = z[..., list(self.features)]
+        z[..., list(self.features)] = torch.where(torch.isnan(factors), codes, codes * factors)
+        return z
+
+
+@dataclass(kw_only=True)
+class BoostEach(FeatureEdit):
+    """Row i adds ``factors[i]`` times the largest code at that token to feature ``features[i]`` (the
+    input/output-score paper's steering rule), decoded with the error term kept; a NaN factor leaves
+    the row unsteered. ``factors`` may be one number for every row."""
+
+    factors: float | Sequence[float] | torch.Tensor
+
+    def new_codes(self, z: torch.Tensor) -> torch.Tensor:
+        feats = torch.as_tensor(list(self.features), device=z.device)
+        factors = torch.as_tensor(self.factors, dtype=z.dtype, device=z.device).expand(len(feats))
+        z = z.clone()
+        rows = torch.nonzero(~torch.isnan(factors)).flatten()
+        amax = z[rows].amax(dim=-1)  # [rows, positions]
+        z[rows, :, feats[rows]] = z[rows, :, feats[rows]] + factors[rows, None] * amax
+        return z
+
+
+@dataclass(kw_only=True)
 class Reconstruct(Edit):
     """Replace the activation by the SAE's reconstruction, error term dropped (for loss recovered)."""
 
@@ -136,8 +176,9 @@ class Ablate(Edit):
         return torch.zeros_like(x)
 
 
-def _visit(model, edits: Sequence[Edit], read: Sequence[Site], step: int, saved: dict) -> None:
-    """Inside a trace: visit every site in execution order, edit it, and save what is read into ``saved``.
+def visit_sites(model, edits: Sequence[Edit], read: Sequence[Site], step: int, saved: dict) -> None:
+    """Inside a trace: visit every site in execution order, edit it, and save what is read into ``saved``
+    (generation ``step`` 0 is the prompt's forward pass).
 
     nnsight requires modules to be accessed in the order they run; sites are
     sorted by (layer, position). Several edits at one site apply in the given order.
@@ -155,13 +196,15 @@ def _visit(model, edits: Sequence[Edit], read: Sequence[Site], step: int, saved:
             saved[site] = nnsight.save(new)
 
 
-def forward_with_edits(model, prompts: Sequence[str] | torch.Tensor, edits: Sequence[Edit] = (), read: Sequence[Site] = ()):
-    """One forward pass with ``edits`` on strings (padded left) or a tensor of token ids [batch, seq];
-    returns (logits [batch, seq, vocab], {site: activation})."""
+def forward_with_edits(model, prompts: Sequence[str] | torch.Tensor | Mapping, edits: Sequence[Edit] = (),
+                       read: Sequence[Site] = (), **forward_kwargs):
+    """One forward pass with ``edits`` on strings (padded as the tokenizer pads), a tensor of token ids
+    [batch, seq] or a tokenizer's encoding (ids with their attention mask); returns (logits [batch, seq,
+    vocab], {site: activation}). ``forward_kwargs`` go to the model (e.g. a key/value cache)."""
     saved: dict[Site, torch.Tensor] = {}  # filled inside the trace (an outer object outlives it)
-    inputs = prompts if isinstance(prompts, torch.Tensor) else list(prompts)
-    with torch.no_grad(), model.trace(inputs):
-        _visit(model, edits, read, 0, saved)
+    inputs = dict(prompts) if isinstance(prompts, Mapping) else prompts if isinstance(prompts, torch.Tensor) else list(prompts)
+    with torch.no_grad(), model.trace(inputs, **forward_kwargs):
+        visit_sites(model, edits, read, 0, saved)
         logits = nnsight.save(model.output.logits)
     return logits, saved
 
@@ -183,11 +226,33 @@ def generate_with_edits(
             with tracer.invoke(list(prompts)):
                 if edits:
                     for step in tracer.iter[:]:
-                        _visit(model, edits, (), step, {})
+                        visit_sites(model, edits, (), step, {})
             with tracer.invoke():
                 output = nnsight.save(tracer.result)
     n_prompt = model.tokenizer(list(prompts), padding=True, return_tensors="pt")["input_ids"].shape[1]
     return output[:, n_prompt:]
+
+
+def prefix_cache(model, ids: torch.Tensor):
+    """The key/value cache of token ids [1, seq] (one plain forward pass, no edits)."""
+    with torch.no_grad():
+        return models.torch_model(model)(ids, use_cache=True).past_key_values
+
+
+def last_token_logits(model, ids: torch.Tensor, edits: Sequence[Edit] = (), rows: int = 1, prefix=None) -> torch.Tensor:
+    """Next-token logits [rows, vocab] (float32, CPU) after ``ids`` [1, seq] repeated ``rows`` times, with
+    ``edits``. Given ``prefix``, the ``prefix_cache`` of all but the last token, only the last token runs,
+    once per row: every row shares the prompt, so edits must touch the last position only (``tokens="last"``)."""
+    if prefix is None:
+        logits, _ = forward_with_edits(model, ids.expand(rows, -1), edits)
+        return logits[:, -1].float().cpu()
+    cache = copy.deepcopy(prefix)
+    cache.batch_repeat_interleave(rows)
+    last = ids.shape[1] - 1
+    logits, _ = forward_with_edits(model, ids[:, -1:].expand(rows, 1), edits, past_key_values=cache, use_cache=True,
+                                   position_ids=torch.full((rows, 1), last, device=ids.device),
+                                   cache_position=torch.tensor([last], device=ids.device))
+    return logits[:, -1].float().cpu()
 
 
 def batches(items: Sequence, size: int):

@@ -66,6 +66,11 @@ def model_name_problem(name: str) -> str | None:
     return "it must be 'organism', tiny:<family>, a local directory or a hub id (owner/name)"
 
 
+def torch_model(lm: nnsight.TransformersModel) -> transformers.PreTrainedModel:
+    """The transformers model inside an nnsight wrapper (for plain calls outside a trace)."""
+    return lm._module
+
+
 def load_model(name: str, device: str = "auto", dtype: str = "float32", seed: int = 0) -> nnsight.TransformersModel:
     """Load a model by hub id, local path or ``tiny:<family>`` and wrap it for nnsight.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from huggingface_hub.errors import LocalEntryNotFoundError
 from sae_lens import SAE
 from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
@@ -47,3 +48,14 @@ def check_fits(sae: SAE, model, site: hooks.Site) -> None:
     width = hooks.hidden_size(model)
     if sae.cfg.d_in != width:
         raise ValueError(f"SAE d_in {sae.cfg.d_in} does not match the width {width} of {site} in this model.")
+
+
+def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit norm, as float32 (zero rows stay zero)."""
+    matrix = matrix.detach().float()
+    return matrix / matrix.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def unit_decoder(sae: SAE) -> torch.Tensor:
+    """The SAE's decoder directions as unit rows [d_sae, d_in] (float32)."""
+    return unit_rows(sae.W_dec)

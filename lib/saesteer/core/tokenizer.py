@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
@@ -22,3 +23,11 @@ def word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(
         tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
     )
+
+
+def pack_rows(pieces: list[list[int]], context: int, max_rows: int | None = None) -> torch.Tensor:
+    """Token-id ``pieces`` (tokenized documents) concatenated and cut into full rows [rows, context], at most
+    ``max_rows``; the tail that does not fill a row is dropped, so no padding reaches a model (0 rows if short)."""
+    stream = [i for piece in pieces for i in piece]
+    rows = len(stream) // context if max_rows is None else min(max_rows, len(stream) // context)
+    return torch.tensor(stream[: rows * context], dtype=torch.long).view(rows, context)

@@ -11,7 +11,6 @@ prompt files (``load_items``), so a real model is judged the same way.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from saesteer.core.generation import answer_text
 from saesteer.core.interventions import (
     Edit,
     batches,
@@ -26,6 +26,7 @@ from saesteer.core.interventions import (
     generate_with_edits,
 )
 from saesteer.core.progress import bar
+from saesteer.core.stats import wilson
 from saesteer.organism.language import COMPLY_OPEN, REFUSE_OPEN, TOPICS, Dialogue
 
 METRICS = {  # kind -> what its rate measures
@@ -37,16 +38,6 @@ NEW_TOKENS = {  # greedy tokens generated per kind in sweeps: enough for the jud
     "mc": 18, "arith": 28, "truthful": 8, "topic": 40, "ab": 3,
 }
 TOPIC_WORDS = {t: set(nouns) | set(words) for t, (nouns, words) in TOPICS.items()}
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
-    """Rate and Wilson 95% interval of ``successes`` out of ``n``."""
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # rounding never leaves p outside
 
 
 def on_topic(response: str, topic: str) -> bool:
@@ -104,21 +95,12 @@ def judge(item: Item | Dialogue, response: str, refusal_markers: Sequence[str] =
     return words[:1] == [truth["positive"]]  # corrigible: picks the corrigible option
 
 
-def _decode(tokenizer, ids: torch.Tensor) -> list[str]:
-    """Generated ids -> answer texts (up to the end of turn, padding removed)."""
-    texts = []
-    for row in ids.tolist():
-        text = tokenizer.decode(row, skip_special_tokens=False)
-        texts.append(text.split(tokenizer.eos_token)[0].replace(tokenizer.pad_token, "").strip())
-    return texts
-
-
 def generate_answers(model, prompts: Sequence[str], edits: Sequence[Edit] = (), max_new_tokens: int = 40,
                      batch_size: int = 64, progress: bool = False) -> list[str]:
     """Greedy answers (text up to ``<eos>``) to ``prompts``, in batches, with ``edits`` at every token."""
     answers = []
     for chunk in bar(list(batches(prompts, batch_size)), "generating", progress):
-        answers += _decode(model.tokenizer, generate_with_edits(model, chunk, edits, max_new_tokens=max_new_tokens))
+        answers += answer_text(model.tokenizer, generate_with_edits(model, chunk, edits, max_new_tokens=max_new_tokens))
     return answers
 
 
@@ -158,7 +140,7 @@ def sweep(model, sets: dict[str, list], n_configs: int, edits_for: Callable[[tor
                 configs, chunk_items = torch.tensor([c for c, _ in chunk]), [item for _, item in chunk]
                 ids = generate_with_edits(model, [item.prompt for item in chunk_items], edits_for(configs, chunk_items),
                                           max_new_tokens=budgets.get(kind, 40))
-                answers += _decode(model.tokenizer, ids)
+                answers += answer_text(model.tokenizer, ids)
                 progress_bar.update(len(chunk))
             for config in range(n_configs):
                 mine = [(item, a) for (c, item), a in zip(rows, answers) if c == config]

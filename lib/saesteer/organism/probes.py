@@ -14,10 +14,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from sae_lens import SAE
-from scipy.stats import rankdata
 
 from saesteer.core import hooks
-from saesteer.core.interventions import batches, forward_with_edits
+from saesteer.core.codes import sae_codes
+from saesteer.core.interventions import batches
+from saesteer.core.stats import auroc
 from saesteer.organism.language import TOPICS, Dialogue, Language
 
 MAX_TOKENS = 1500  # per side of a concept, sampled
@@ -64,25 +65,6 @@ def probe_dialogues(language: Language, per_kind: int = 40) -> list[tuple[str, l
     return items
 
 
-def _codes(lm, texts: list[str], site: hooks.Site, sae) -> torch.Tensor:
-    """SAE codes at ``site`` for every real token of ``texts`` (left padding removed), concatenated."""
-    out = []
-    for chunk in batches(texts, 64):
-        _, acts = forward_with_edits(lm, chunk, read=[site])
-        lengths = [len(lm.tokenizer(t)["input_ids"]) for t in chunk]
-        with torch.no_grad():
-            z = sae.encode(acts[site].float())
-        out += [z[i, z.shape[1] - n :] for i, n in enumerate(lengths)]
-    return torch.cat(out)
-
-
-def auroc(codes: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """AUROC of every column of ``codes`` [tokens, features] for the boolean ``positive`` (ties averaged)."""
-    ranks = rankdata(codes, axis=0)
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    return (ranks[positive].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
 def _sample(indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return indices if len(indices) <= MAX_TOKENS else rng.choice(indices, MAX_TOKENS, replace=False)
 
@@ -102,7 +84,8 @@ def _concept_tokens(items, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]
 def concept_aurocs(lm, language: Language, site: hooks.Site, sae: SAE) -> dict[str, np.ndarray]:
     """Concept -> AUROC of every feature of ``sae`` at ``site`` (what a chapter's chosen feature is scored by)."""
     items = probe_dialogues(language)
-    codes = _codes(lm, [t for t, _ in items], site, sae).numpy()
+    texts = [t for t, _ in items]  # labels include <bos> (a label of no concept), so codes do too
+    codes = torch.cat([sae_codes(lm, {site: sae}, chunk, bos=True).tokens(site) for chunk in batches(texts, 64)]).numpy()
     scores = {}
     for concept, (p, n) in _concept_tokens(items, language.seed).items():
         scores[concept] = auroc(codes[np.concatenate([p, n])], np.r_[np.ones(len(p), bool), np.zeros(len(n), bool)])

@@ -16,6 +16,7 @@ import torch
 import transformers
 
 from saesteer.core.progress import bar
+from saesteer.core.tokenizer import pack_rows
 from saesteer.organism.language import Dialogue
 
 
@@ -55,9 +56,7 @@ def build_model(cfg: ModelConfig, tokenizer) -> transformers.Gemma2ForCausalLM:
 
 def pack(dialogues: list[Dialogue], tokenizer, context: int) -> torch.Tensor:
     """All dialogues tokenized, concatenated and cut into rows of ``context`` tokens [rows, context]."""
-    stream = [i for d in dialogues for i in tokenizer(d.text())["input_ids"]]
-    rows = len(stream) // context
-    return torch.tensor(stream[: rows * context]).view(rows, context)
+    return pack_rows([tokenizer(d.text())["input_ids"] for d in dialogues], context)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

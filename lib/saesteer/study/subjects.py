@@ -24,6 +24,7 @@ from saesteer.core.models import load_model, model_name_problem, resolve_device
 from saesteer.core.progress import bar
 from saesteer.core.sae_training import SAEConfig, collect, train_sae
 from saesteer.core.saes import check_fits, load_sae
+from saesteer.core.tokenizer import pack_rows
 from saesteer.organism.artifacts import folder as organism_folder
 from saesteer.organism.artifacts import language as organism_language
 from saesteer.organism.artifacts import load_organism, organism_sae
@@ -160,13 +161,11 @@ def train_sae_on_text(lm, site: Site, text_file: Path, out: Path, context: int =
     The lines are tokenized, joined with end-of-text tokens and cut into full
     rows of ``context`` tokens, so no padding reaches the activations."""
     tokenizer = lm.tokenizer
-    ids: list[int] = []
-    for line in (line for line in text_file.read_text().splitlines() if line.strip()):
-        ids += tokenizer(line)["input_ids"] + [tokenizer.eos_token_id]
-    n_rows = min(rows, len(ids) // context)
-    if n_rows == 0:
+    lines = [line for line in text_file.read_text().splitlines() if line.strip()]
+    packed = pack_rows([tokenizer(line)["input_ids"] + [tokenizer.eos_token_id] for line in lines], context, rows)
+    if len(packed) == 0:
         raise ParameterError(f"Parameter 'sae_train_text' needs at least {context} tokens of text to train an SAE.")
-    acts = collect(lm, torch.tensor(ids[: n_rows * context]).reshape(n_rows, context), [site])[site]
+    acts = collect(lm, packed, [site])[site]
     sae = train_sae(acts, SAEConfig(expansion=8, k=32, samples=max(50_000, 4 * len(acts)), batch=512))
     out.parent.mkdir(parents=True, exist_ok=True)
     sae.save_model(str(out))
