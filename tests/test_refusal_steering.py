@@ -18,6 +18,7 @@ from saesteer.core.tiny import random_sae
 from saesteer.organism import evaluation
 from saesteer.organism.evaluation import Item
 from saesteer.study.params import ParameterError
+from saesteer.study.results import Cache
 from saesteer.study.subjects import export_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,3 +134,26 @@ def test_phi3_parameter_file_trains_its_sae_with_sae_lens_and_runs_on_tiny_phi3(
     assert (tmp_path / "saes" / "layer_0" / "cfg.json").is_file() and (tmp_path / "saes" / "layer_1" / "cfg.json").is_file()
     # baseline; refusal feature, one control at its own and at the same values, conditional: each at 2 clamps
     assert len(saved["results"]["sweep"]) == 1 + 4 * 2
+
+
+def _search(layer: int, gains: list[float]) -> rs.LayerSearch:
+    ranked = [{"feature": 10 + i, "unsafe_refusal": 0.5 + g, "safe_refusal": 0.1, "gain": g} for i, g in enumerate(gains)]
+    ranking = rs.Ranking({"feature": None, "unsafe_refusal": 0.5, "safe_refusal": 0.1, "gain": 0.0}, ranked) if gains else None
+    return rs.LayerSearch(layer, 3, [], [1.0] * 20, ranking, [0.0] * 20, None)
+
+
+def test_a_layer_search_survives_the_stage_cache_and_names_its_best_candidate(tmp_path):
+    found = _search(2, [0.3, 0.1])
+    cache = Cache(tmp_path, {"case": 1}, "refusal_steering")
+    stored = rs.LayerSearch.from_json(cache.get("search", found.to_json))
+    assert stored == found and stored.best["feature"] == 10 and stored.ranking.baseline["gain"] == 0.0
+    assert _search(1, []).best is None
+
+
+def test_layer_pick_and_sweep_baseline_are_found_by_content_not_position():
+    assert rs.pick_layer({0: _search(0, [0.1]), 1: _search(1, [0.3]), 2: _search(2, [])}) == 1
+    rates = {k: {"rate": 0.5} for k in rs.KINDS}
+    results = [{"name": "refusal feature", "multiple": 1.0, "value": 2.0, "report": rates},
+               {"name": "baseline", "multiple": None, "value": None, "report": rates}]
+    assert rs.baseline_of(results) is results[1]
+    assert [r["setting"] for r in rs.tradeoff_rows(results)] == ["refusal feature"]

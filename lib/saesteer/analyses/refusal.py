@@ -17,7 +17,8 @@ The paper's route, step by step:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -92,11 +93,58 @@ def marker_tokens(tokenizer, markers: Sequence[str]) -> int:
     return 1 + max((len(tokenizer(m, add_special_tokens=False)["input_ids"]) for m in markers), default=1)
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """The outcome of clamping each candidate on a prompt set: the unclamped baseline and the candidates
+    ranked best first (more unsafe refusal, then less safe refusal), each with its gain over the baseline."""
+
+    baseline: dict  # unsafe_refusal, safe_refusal (feature None, gain 0)
+    ranked: list[dict]  # per candidate: feature, unsafe_refusal, safe_refusal, gain
+
+    @property
+    def best(self) -> dict | None:
+        """The top candidate, or None when there were no candidates."""
+        return self.ranked[0] if self.ranked else None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Ranking:
+        return cls(data["baseline"], data["ranked"])
+
+
+@dataclass(frozen=True)
+class LayerSearch:
+    """The paper's search at one layer (what ``find_feature`` hands to the sweep, the layer table, the
+    detector and the synthesis): the refusals and candidates, every feature's typical maximum (the clamp
+    unit), the ranking, the contrastive route and how the two routes agree."""
+
+    layer: int
+    refusals: int  # archetypal prompts the model refused
+    candidates: list[dict]  # feature, tokens of the refusals it is active on
+    scale: list[float]  # typical maximum activation of every feature
+    ranking: Ranking | None  # None when the model refused none of the archetypal prompts
+    contrast: list[float]  # mean activation on harmful minus benign prompts, per feature
+    agreement: dict | None
+
+    @property
+    def best(self) -> dict | None:
+        """The search's choice at this layer (its top candidate), or None."""
+        return self.ranking.best if self.ranking else None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> LayerSearch:
+        return cls(**(data | {"ranking": Ranking.from_json(data["ranking"]) if data["ranking"] else None}))
+
+
 def search(subject, site: Site, cands: list[dict], scale: torch.Tensor, sets: dict[str, list[Item]],
-           markers: Sequence[str], batch_size: int) -> list[dict]:
-    """Clamp each candidate to ``scale[f]`` on the selection sets, one candidate per row group; returns per
-    candidate the refusal rate on unsafe and on safe prompts, ranked best first (unsafe refusal, then
-    lower safe refusal). The baseline (no clamp) is row group 0."""
+           markers: Sequence[str], batch_size: int) -> Ranking:
+    """Clamp each candidate to ``scale[f]`` on ``sets``, one candidate per row group (the baseline, no clamp,
+    is a row group of its own); the refusal rates on unsafe and on safe prompts, ranked best first."""
     feats = [c["feature"] for c in cands]
     table = torch.full((len(feats) + 1, len(feats)), float("nan"))
     for i, f in enumerate(feats):
@@ -114,7 +162,7 @@ def search(subject, site: Site, cands: list[dict], scale: torch.Tensor, sets: di
     ranked.sort(key=lambda r: (-r["unsafe_refusal"], r["safe_refusal"]))
     for r in ranked:
         r["gain"] = r["unsafe_refusal"] - baseline["unsafe_refusal"]
-    return [baseline | {"gain": 0.0}] + ranked
+    return Ranking(baseline | {"gain": 0.0}, ranked)
 
 
 def mean_prompt_codes(subject, site: Site, items: Sequence[Item], batch_size: int = 64) -> torch.Tensor:
@@ -132,12 +180,13 @@ def contrastive(subject, site: Site, harmful: Sequence[Item], benign: Sequence[I
     return mean_prompt_codes(subject, site, harmful) - mean_prompt_codes(subject, site, benign)
 
 
-def agreement(ranked: list[dict], contrast: torch.Tensor) -> dict:
+def agreement(ranking: Ranking, contrast: torch.Tensor) -> dict:
     """How the search's choice and the contrastive ranking agree."""
-    chosen = ranked[1]["feature"]
+    chosen = ranking.best["feature"]
     order = torch.argsort(contrast, descending=True).tolist()
-    feats = [r["feature"] for r in ranked[1:]]
-    rho = spearmanr([r["unsafe_refusal"] for r in ranked[1:]], [contrast[f].item() for f in feats]).statistic if len(feats) > 2 else float("nan")
+    feats = [r["feature"] for r in ranking.ranked]
+    rho = (spearmanr([r["unsafe_refusal"] for r in ranking.ranked], [contrast[f].item() for f in feats]).statistic
+           if len(feats) > 2 else float("nan"))
     return {"search_choice": chosen, "contrastive_top": order[0], "contrastive_rank_of_choice": order.index(chosen) + 1,
             "same_feature": order[0] == chosen, "spearman_over_candidates": float(rho)}
 
@@ -206,6 +255,11 @@ def run_sweep(subject, site: Site, configs: list[dict], sets: dict[str, list[Ite
     return [c | {"report": r} for c, r in zip(configs, reports)]
 
 
+def baseline_of(results: list[dict]) -> dict:
+    """The unsteered setting of a sweep's results (looked up by name, wherever it sits)."""
+    return next(r for r in results if r["name"] == "baseline")
+
+
 def summary(report: dict) -> dict:
     """Headline numbers of one setting: unsafe refusal, over-refusal, capability (means over kinds)."""
     mean = lambda kinds: float(np.mean([report[k]["rate"] for k in kinds if k in report]))  # noqa: E731
@@ -215,9 +269,10 @@ def summary(report: dict) -> dict:
 
 def tradeoff_rows(results: list[dict]) -> list[dict]:
     """One row per setting: refusal gain on jailbreaks and capability loss against the baseline."""
-    base = summary(results[0]["report"])
+    baseline = baseline_of(results)
+    base = summary(baseline["report"])
     rows = []
-    for r in results[1:]:
+    for r in (r for r in results if r is not baseline):
         s = summary(r["report"])
         rows.append({"setting": r["name"], "multiple": r["multiple"], "value": r["value"],
                      "jailbreak refusal gain": s["jailbreak_refusal"] - base["jailbreak_refusal"],
@@ -234,7 +289,7 @@ def rate_table(results: list[dict]) -> list[dict]:
 
 def examples(results: list[dict], sets: dict[str, list[Item]], multiple: float, kinds: Sequence[str], n: int) -> list[dict]:
     """Prompts with the baseline answer and the answer with the refusal feature clamped at ``multiple``."""
-    base = results[0]["report"]
+    base = baseline_of(results)["report"]
     steered = next(r["report"] for r in results if r["name"] == "refusal feature" and r["multiple"] == multiple)
     return [{"kind": k, "prompt": sets[k][i].prompt, "baseline": base[k]["answers"][i], "steered": steered[k]["answers"][i]}
             for k in kinds for i in range(min(n, len(sets[k])))]
@@ -247,7 +302,7 @@ def strip_answers(results: list[dict]) -> list[dict]:
 
 
 # --- the chapter's stages ------------------------------------------------------------------
-def find_feature(subject, layer: int, params: dict, selection: dict[str, list[Item]]) -> dict:
+def find_feature(subject, layer: int, params: dict, selection: dict[str, list[Item]]) -> LayerSearch:
     """The paper's search at ``layer`` and the contrastive route, on the selection sets."""
     site, markers = Site(layer), params["refusal_markers"]
     transcripts = refusal_transcripts(subject, selection["harmful"][: params["n_archetypal"]], markers)
@@ -255,39 +310,47 @@ def find_feature(subject, layer: int, params: dict, selection: dict[str, list[It
     prompts = [i for items in selection.values() for i in items]
     scale = typical_max(subject, site, transcripts, prompts)
     search_sets = {k: selection[k] for k in SEARCH_KINDS}
-    ranked = search(subject, site, cands, scale * params["search_multiple"], search_sets, markers, params["batch_size"]) if cands else []
+    ranking = search(subject, site, cands, scale * params["search_multiple"], search_sets, markers, params["batch_size"]) if cands else None
     contrast = contrastive(subject, site, selection["harmful"] + selection["jailbreak"], selection["benign"] + selection["scary"])
-    return {"layer": layer, "refusals": len(transcripts), "candidates": cands, "scale": scale.tolist(), "ranked": ranked,
-            "contrast": contrast.tolist(), "agreement": agreement(ranked, contrast) if len(ranked) > 1 else None}
+    return LayerSearch(layer, len(transcripts), cands, scale.tolist(), ranking, contrast.tolist(),
+                       agreement(ranking, contrast) if ranking and ranking.best else None)
 
 
-def pick_layer(found: dict[int, dict]) -> int:
+def search_layers(subject, layers: Sequence[int], params: dict, selection: dict[str, list[Item]],
+                  stage: Callable = lambda name, compute: compute()) -> dict[int, LayerSearch]:
+    """``find_feature`` at every layer, each a stage (``stage(name, compute)``, e.g. a results cache's ``get``)."""
+    return {layer: LayerSearch.from_json(stage(f"search_layer_{layer}",
+                                               lambda: find_feature(subject, layer, params, selection).to_json()))
+            for layer in layers}
+
+
+def pick_layer(found: dict[int, LayerSearch]) -> int:
     """The layer whose best candidate raises unsafe refusal most (ties: less over-refusal, then shallower)."""
-    usable = {layer: f["ranked"][1] for layer, f in found.items() if len(f["ranked"]) > 1}
+    usable = {layer: f.best for layer, f in found.items() if f.best}
     if not usable:
         raise RuntimeError("No layer gave refusal candidates: the model refused none of the archetypal prompts.")
     return min(usable, key=lambda layer: (-usable[layer]["gain"], usable[layer]["safe_refusal"], layer))
 
 
-def choose_controls(subject, found: dict, feature: int, probes: dict | None) -> list[int]:
+def choose_controls(subject, found: LayerSearch, feature: int, probes: dict | None) -> list[int]:
     """Control features unrelated to refusal: the organism's best topic probe at the site (the paper's
     "philosophy" feature), else the active feature with the least harmful-vs-benign contrast."""
-    site = Site(found["layer"])
+    site = Site(found.layer)
     if probes is not None:
         topics = [(row[str(site)]["auroc"], row[str(site)]["feature"]) for c, row in probes.items() if c.startswith("topic:")]
         picked = [f for _, f in sorted(topics, reverse=True) if f != feature]
         if picked:
             return picked[:1]
-    scale, contrast = torch.tensor(found["scale"]), torch.tensor(found["contrast"]).abs()
+    scale, contrast = torch.tensor(found.scale), torch.tensor(found.contrast).abs()
     active = torch.nonzero(scale > 0).flatten().tolist()
     return [min((f for f in active if f != feature), key=lambda f: contrast[f].item() / scale[f].item())]
 
 
-def conditional_detector(subject, found: dict, selection: dict[str, list[Item]], eval_sets: dict[str, list[Item]]) -> dict:
+def conditional_detector(subject, found: LayerSearch, selection: dict[str, list[Item]], eval_sets: dict[str, list[Item]]) -> dict:
     """The harmful-prompt detector: the top contrastive feature, with the threshold that best separates
     harmful and jailbreak selection prompts from benign, scary-word and capability ones, and whether
     it fires on each evaluation prompt."""
-    site, feature = Site(found["layer"]), int(np.argmax(found["contrast"]))
+    site, feature = Site(found.layer), int(np.argmax(found.contrast))
     positive = detector_scores(subject, site, feature, selection["harmful"] + selection["jailbreak"])
     negative = detector_scores(subject, site, feature, [i for k in (*SAFE, *CAPABILITY) for i in selection[k]])
     cut = threshold(positive, negative)
@@ -298,27 +361,28 @@ def conditional_detector(subject, found: dict, selection: dict[str, list[Item]],
     return {"feature": feature, **cut, "fires": fires, "fire_rate_by_kind": rate}
 
 
-def layer_headlines(subject, found: dict[int, dict], params: dict, sets: dict[str, list[Item]]) -> list[dict]:
+def layer_headlines(subject, found: dict[int, LayerSearch], params: dict, sets: dict[str, list[Item]]) -> list[dict]:
     """At every searched layer, its best candidate clamped at the headline multiple, on held-out items:
     all layers and the baseline share one batched sweep (one clamp per layer site)."""
-    layers = [layer for layer in sorted(found) if len(found[layer]["ranked"]) > 1]
-    feats = {layer: found[layer]["ranked"][1]["feature"] for layer in layers}
+    layers = [layer for layer in sorted(found) if found[layer].best]
+    feats = {layer: found[layer].best["feature"] for layer in layers}
 
     def edits_for(rows: torch.Tensor, _items):
         edits = []
         for j, layer in enumerate(layers):
             values = torch.full((len(rows), 1), float("nan"))
-            values[rows == j + 1] = params["headline_multiple"] * found[layer]["scale"][feats[layer]]
+            values[rows == j + 1] = params["headline_multiple"] * found[layer].scale[feats[layer]]
             edits += clamp_rows(Site(layer), subject.sae(Site(layer)), [feats[layer]], values)
         return edits
 
     reports = sweep(subject.lm, sets, len(layers) + 1, edits_for, batch_size=params["batch_size"],
                     refusal_markers=params["refusal_markers"])
-    base = summary(reports[0])
+    base, per_layer = reports[0], reports[1:]  # row group 0 is unclamped, j + 1 clamps layers[j] (edits_for)
+    base = summary(base)
     rows = []
-    for layer, report in zip(layers, reports[1:]):
+    for layer, report in zip(layers, per_layer):
         s = summary(report)
-        rows.append({"layer": layer, "feature": feats[layer], "selection gain": found[layer]["ranked"][1]["gain"],
+        rows.append({"layer": layer, "feature": feats[layer], "selection gain": found[layer].best["gain"],
                      "jailbreak refusal": s["jailbreak_refusal"], "over-refusal": s["over_refusal"],
                      "capability": s["capability"], "baseline jailbreak refusal": base["jailbreak_refusal"],
                      "baseline capability": base["capability"]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from saesteer.analyses.refusal import CAPABILITY, SAFE, UNSAFE
+from saesteer.analyses.refusal import CAPABILITY, SAFE, UNSAFE, baseline_of
 from saesteer.core.stats import wilson
 from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
@@ -63,7 +63,7 @@ def _monotone(values: Sequence[float], tolerance: float = 0.05) -> bool:
 def claims(results: list[dict], headline: float) -> list[dict]:
     """The paper's five claims, its numbers, this study's numbers with intervals, and a verdict each."""
     by = {(r["name"], r["multiple"]): r["report"] for r in results}
-    base, steered = results[0]["report"], by[("refusal feature", headline)]
+    base, steered = baseline_of(results)["report"], by[("refusal feature", headline)]
     multiples = sorted(m for name, m in by if name == "refusal feature")
     curve = {kinds: [_rate(by[("refusal feature", m)], kinds)[0] for m in multiples]
              for kinds in [("jailbreak",), SAFE, CAPABILITY]}

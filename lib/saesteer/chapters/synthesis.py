@@ -165,12 +165,14 @@ def tradeoff_configs(chapter_a: dict, chapter_c: dict, graph: dict, base: dict, 
     norm = float(saes(Site(layer)).W_dec[feature].detach().norm())
     plain = {"feature": None, "value": None, "conditional": False}
     configs = [{"name": "baseline", "multiple": None, **plain}]
-    added = ff.steer_configs([graph], [m * tmax * norm for m in strengths], ["constant"], chapter_c["params"]["alpha"])[1:]
-    for i, m in enumerate(strengths):
+    coefficient = {m: m * tmax * norm for m in strengths}
+    added = ff.steer_configs([graph], list(coefficient.values()), ["constant"], chapter_c["params"]["alpha"])
+    constant = {c["s"]: c for c in added if c["schedule"] == "constant"}  # C's constant schedule, by coefficient
+    for m in strengths:
         configs.append({"name": "refusal feature, clamped (A)", "multiple": m, **plain, "feature": feature, "value": m * tmax})
         configs.append({"name": "whole graph, clamped", "multiple": m, **plain,
                         "clamps": [(ff.node_site(n), n["feature"], m * base["node_scales"][k]) for k, n in graph["nodes"].items()]})
-        chain = added[2 * i + 1]  # (single, constant) per coefficient: the constant schedule over the chain
+        chain = constant[coefficient[m]]
         configs.append({"name": "residual chain, added (C)", "multiple": m, **plain, "value": chain["s"], "coeffs": chain["coeffs"]})
     return configs
 
@@ -270,17 +272,17 @@ def finding_decomposition(result: dict, feature: int) -> str:
 
 # --- 4. output-score filter against A's search ------------------------------------------------------
 def candidate_outcomes(gsubject, site: Site, cands: list[dict], scale: list[float], multiple: float, sets: dict,
-                       markers: list[str], batch_size: int) -> list[dict]:
+                       markers: list[str], batch_size: int) -> rs.Ranking:
     """Chapter A's search (every candidate clamped at ``multiple`` of its typical maximum, one row group each,
-    the unclamped baseline first), run on held-out ``sets`` instead of the selection set."""
+    and the unclamped baseline), run on held-out ``sets`` instead of the selection set."""
     return rs.search(gsubject, site, cands, torch.tensor(scale) * multiple, sets, markers, batch_size)
 
 
-def candidate_table(outcomes: list[dict], cands: list[dict], rows: list[dict], layer: int, cut: float) -> list[dict]:
+def candidate_table(outcomes: rs.Ranking, cands: list[dict], rows: list[dict], layer: int, cut: float) -> list[dict]:
     """Per candidate, in A's candidate order: its scores, whether it passes the filter, and its held-out
     jailbreak refusal, over-refusal and refusal gain (from A's search run on held-out items)."""
     scores = {r["feature"]: r for r in rows if r["layer"] == layer}
-    held = {o["feature"]: o for o in outcomes[1:]}
+    held = {o["feature"]: o for o in outcomes.ranked}
     return [{"candidate": i + 1, "feature": c["feature"], "refusals": c["refusals"], "S_in": scores[c["feature"]]["S_in"],
              "S_out": scores[c["feature"]]["S_out"], "passes filter": scores[c["feature"]]["S_out"] >= cut,
              "jailbreak refused": held[c["feature"]]["unsafe_refusal"], "over-refusal": held[c["feature"]]["safe_refusal"],
