@@ -48,6 +48,7 @@ PARAMS = {  # the chapter's parameters
     "seed": Param(int, min=0),
 }
 
+
 def check_params(params: dict) -> None:
     """Cross-parameter checks the specs cannot express."""
     for topic in params["seed_topics"]:
@@ -98,6 +99,7 @@ def claim_groups(groups: list[dict], agreement: list[dict]) -> dict:
                  f"{100 * by['newborn']['RES predecessor active']:.0f}% of newborn pairs", verdict,
                  f"mean group shares over layers: { {g: round(v, 3) for g, v in mean.items()} }.")
 
+
 def claim_deactivation(table: list[dict]) -> dict:
     """Top-1 cosine about as good as Pearson, close to exhaustive; random top-5 worse."""
     t = {r["method"]: r for r in table}
@@ -111,6 +113,7 @@ def claim_deactivation(table: list[dict]) -> dict:
                  "cosine 0.75 / 65%; Pearson 0.74 / 65%; exhaustive 0.83 / 73%; random top-5 worse",
                  f"cosine {fmt(cos)}; Pearson {fmt(cor)}; exhaustive {fmt(exh)}; random top-5 {fmt(rnd)}", verdict,
                  f"n = {cos['n']} features; 'close' = cosine mean change at least 80% of exhaustive's.")
+
 
 def claim_graphs(graphs: list[dict], min_auroc: float = 0.7) -> dict:
     """Topic graphs stay on their topic at every layer (ground truth)."""
@@ -126,6 +129,7 @@ def claim_graphs(graphs: list[dict], min_auroc: float = 0.7) -> dict:
     return claim(3, "Flow graphs of a topic feature stay on the topic at every layer", "qualitative (feature descriptions)",
                  f"{ok} of {len(stays)} topic graphs keep topic AUROC >= {min_auroc} at every residual node", verdict,
                  f"lowest residual-node AUROC per topic { {t: round(v, 3) for t, v in stays.items()} }; layers spanned {spans}.")
+
 
 def claim_cumulative(summary: list[dict], small: Sequence[float]) -> dict:
     """Cumulative steering beats single-layer steering at small coefficients (topic x coherence)."""
@@ -145,6 +149,7 @@ def claim_cumulative(summary: list[dict], small: Sequence[float]) -> dict:
                  "cumulative better at small s, less sensitive to hyperparameters",
                  f"best cumulative schedule's interval above single-layer's at {wins} of {len(small)} small coefficients "
                  f"(higher mean at {higher})", verdict, "; ".join(evidence) + ".")
+
 
 def claim_tradeoff(summary: list[dict]) -> dict:
     """Steering raises the behaviour and lowers coherence."""

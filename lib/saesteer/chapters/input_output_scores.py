@@ -38,6 +38,7 @@ PARAMS = {  # the chapter's parameters
     "seed": Param(int, min=0),
 }
 
+
 def check_params(params: dict) -> None:
     """Cross-parameter checks the specs cannot express."""
     if params["min_examples"] > params["max_examples"]:
@@ -68,8 +69,10 @@ def claims(trend: Sequence[dict], rows: Sequence[dict], curves: dict[float, list
                 mine["evidence"] += f" Reproduced at factor {other:g} only."
     return [_claim_trend(trend), _claim_hybrids(rows, cut), *filtered, _claim_examples(examples, cut)]
 
+
 def _half(trend: Sequence[dict], early: bool) -> list[dict]:
     return [t for t in trend if (t["depth"] <= 0.5) == early]
+
 
 def _claim_trend(trend: Sequence[dict]) -> dict:
     early, late = _half(trend, True), _half(trend, False)
@@ -82,6 +85,7 @@ def _claim_trend(trend: Sequence[dict]) -> dict:
                  f"mean S_in {in_e:.2f} (depth <= 50%) vs {in_l:.2f} (later); mean S_out {out_e:.3f} vs {out_l:.3f}",
                  verdict, "per layer (S_in, S_out): " + ", ".join(f"L{t['layer']} ({t['mean S_in']:.2f}, {t['mean S_out']:.3f})" for t in trend))
 
+
 def _claim_hybrids(rows: Sequence[dict], cut: float) -> dict:
     kinds = [classify(r["S_in"], r["S_out"], cut) for r in rows]
     n_in, n_out, n_hyb = kinds.count("input"), kinds.count("output"), kinds.count("hybrid")
@@ -91,6 +95,7 @@ def _claim_hybrids(rows: Sequence[dict], cut: float) -> dict:
     return claim(2, "High input and high output scores rarely co-occur (features hug the axes)", "few hybrids",
                  f"{n_hyb} hybrids among {len(rows)} features (both scores >= {cut}); {n_in} input, {n_out} output",
                  verdict, f"hybrids expected if the scores were independent: {expected:.1f}.")
+
 
 def _claims_filter(curve: Sequence[dict]) -> list[dict]:
     base = curve[0]
@@ -113,6 +118,7 @@ def _claims_filter(curve: Sequence[dict]) -> list[dict]:
                "random draws per threshold; interval = 2.5-97.5% of the draws' means.")
     return [c3, c4]
 
+
 def _claim_examples(examples: dict, cut: float) -> dict:
     inp, out = examples["input feature"], examples["output feature"]
     if inp is None:
@@ -125,6 +131,7 @@ def _claim_examples(examples: dict, cut: float) -> dict:
                  f"{inp['baseline']:.2f} -> {inp['gen_success']:.2f}; L{out['layer']}/{out['feature']} (S_in {out['S_in']:.2f}, "
                  f"S_out {out['S_out']:.2f}): {out['baseline']:.2f} -> {out['gen_success']:.2f}", verdict,
                  f"GenSuccess unsteered -> steered at factor {out['factor']:g}.")
+
 
 # --- figures ---------------------------------------------------------------------------------------------
 def plot_trend(trend, ax=None):
@@ -142,6 +149,7 @@ def plot_trend(trend, ax=None):
     ax.legend(fontsize=8)
     return ax
 
+
 def plot_scatter(rows, cut: float, ax=None):
     """Density of (S_in, S_out) over every feature with an input score, the hybrid corner outlined."""
     import matplotlib.pyplot as plt
@@ -154,6 +162,7 @@ def plot_scatter(rows, cut: float, ax=None):
     ax.set(title="Input score against output score", xlabel="input score S_in", ylabel="output score S_out")
     ax.legend(loc="upper right", fontsize=8)
     return ax
+
 
 def plot_curve(curve, ax=None):
     """Mean GenSuccess of the features an output-score threshold keeps, against random filters of the same size."""
@@ -171,6 +180,7 @@ def plot_curve(curve, ax=None):
            ylabel="mean GenSuccess gain (lens tokens per continuation)")
     ax.legend(fontsize=8)
     return ax
+
 
 def plot_factors(rows, chosen: float, ax=None):
     """The factor sweep: mean GenSuccess and perplexity per factor, the chosen one marked."""

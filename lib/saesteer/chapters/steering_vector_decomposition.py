@@ -30,6 +30,7 @@ PARAMS = {  # the chapter's parameters
     "seed": Param(int, min=0),
 }
 
+
 def check_params(params: dict) -> None:
     """Cross-parameter checks the specs cannot express."""
     if params["headline_multiplier"] not in params["multipliers"]:
@@ -58,6 +59,7 @@ def claims(analysis: dict, steering: list[dict], k: int) -> list[dict]:
     return [_claim_norm(analysis["norms"]), _claim_bias(analysis["table1"], k), _claim_scaling(analysis["table1"], k),
             _claim_negative(analysis["negative"]), _claim_alternatives(analysis["methods"]), _claim_steering(steering)]
 
+
 def _claim_norm(norms: dict) -> dict:
     """Reproduced when fewer than 5% of real tokens have a norm below |v|; partly when |v| is below the median."""
     share = norms["share_below_v"]
@@ -67,6 +69,7 @@ def _claim_norm(norms: dict) -> dict:
                  f"|v| = {norms['v_norm']:.2f}, median real norm {norms['q50']:.1f} (ratio {norms['ratio_to_median']:.3f}); "
                  f"{100 * share:.1f}% of real tokens lie below |v|", verdict,
                  f"real-norm 1st/5th/95th percentiles {norms['q01']:.1f} / {norms['q05']:.1f} / {norms['q95']:.1f}.")
+
 
 def _claim_bias(table: dict, k: int) -> dict:
     """Reproduced when at least 60% of encode(v)'s top-k are among encode(0)'s; partly when any are."""
@@ -79,6 +82,7 @@ def _claim_bias(table: dict, k: int) -> dict:
                  f"{table['v'][0]['value']:.3f}", verdict,
                  f"top of encode(v): {[r['feature'] for r in table['v']]}; of encode(0): {[r['feature'] for r in table['zero']]}.")
 
+
 def _claim_scaling(table: dict, k: int) -> dict:
     """At the first scale where |a v| reaches the median real norm (else the largest): reproduced when the top-k
     still overlaps encode(0)'s by 60%, partly when by any."""
@@ -90,9 +94,11 @@ def _claim_scaling(table: dict, k: int) -> dict:
                  f"of the top {k} are encode(0)'s", verdict,
                  f"overlap with encode(0) by scale: { {r['scale']: r['overlap_with_zero'] for r in rows} }.")
 
+
 def _negative_checks(row: dict) -> dict:
     return {"lost": row["code on v"] == 0, "more on negative": row["mean on negative"] > row["mean on positive"],
             "mirror spurious": row["mirror code on v"] > row["mirror code on 0"], "mirror opposite": row["mirror cosine"] <= -0.5}
+
 
 def _claim_negative(rows: list[dict]) -> dict:
     """Reproduced when one of the strongest negative projections passes all four checks; partly when one is lost,
@@ -109,6 +115,7 @@ def _claim_negative(rows: list[dict]) -> dict:
                  f"(cosine {best['mirror cosine']:.2f}) code on v {best['mirror code on v']:.3f} vs on 0 {best['mirror code on 0']:.3f}",
                  verdict, f"checks of the strongest negative projections: { {r['feature']: c for r, c in zip(rows, checks)} }.")
 
+
 def _claim_alternatives(methods: list[dict]) -> dict:
     """Reproduced when both alternatives the paper points at name more ground-truth features than encode(v)
     and at least half of their top-k are; partly when one does better than encode(v)."""
@@ -121,6 +128,7 @@ def _claim_alternatives(methods: list[dict]) -> dict:
                  "qualitative (no ground truth in the paper)",
                  "share of top features that are ground-truth features: " + ", ".join(f"{m['method']} {m['precision']:.0%}" for m in methods),
                  verdict, "ground truth: features whose code separates positive from negative answer tokens of held-out pairs.")
+
 
 def _claim_steering(rows: list[dict]) -> dict:
     """Reproduced when the reconstruction's 95% interval lies below v's; partly when its mean shift is smaller;
