@@ -36,14 +36,13 @@ import torch
 from sae_lens import SAE
 
 from saesteer.core.codes import sae_codes
-from saesteer.core.generation import answer_text
+from saesteer.core.generation import generate_text
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import (
     AddVector,
     ScaleRows,
     batches,
     forward_with_edits,
-    generate_with_edits,
 )
 from saesteer.core.saes import check_fits, load_sae, unit_decoder
 from saesteer.core.stats import auroc, bootstrap_mean, wilson
@@ -561,11 +560,7 @@ def add_edits(saes, rows: list[dict]) -> list[AddVector]:
 def generate_rows(lm, prompts: list[str], edits_for: Callable[[list[int]], list], n_rows: int, new_tokens: int,
                   batch_size: int) -> list[str]:
     """Greedy answers of ``n_rows`` rows, batched; ``edits_for(row indices)`` gives each batch's edits."""
-    out = []
-    for chunk in batches(list(range(n_rows)), batch_size):
-        ids = generate_with_edits(lm, [prompts[i] for i in chunk], edits_for(chunk), max_new_tokens=new_tokens)
-        out += answer_text(lm.tokenizer, ids)
-    return out
+    return generate_text(lm, list(prompts[:n_rows]), edits_for, new_tokens, batch_size)
 
 
 def topic_share(answer: str, topic: str) -> float:

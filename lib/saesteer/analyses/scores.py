@@ -30,12 +30,11 @@ import numpy as np
 import torch
 
 from saesteer.core.codes import sae_codes
-from saesteer.core.generation import perplexity
+from saesteer.core.generation import EditsFor, generate, perplexity
 from saesteer.core.hooks import Site, layout, walk
 from saesteer.core.interventions import (
     BoostEach,
     batches,
-    generate_with_edits,
     last_token_logits,
     prefix_cache,
 )
@@ -254,11 +253,12 @@ def _count_hits(ids: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     return (ids[:, :, None] == lens[:, None, :]).any(-1).sum(1).float()
 
 
-def _generate(subject, texts: Sequence[str], edits, params: dict, seed: int) -> torch.Tensor:
-    """Sampled continuations (temperature, seeded per call so a rerun gives the same tokens on CPU)."""
-    torch.manual_seed(seed)
-    return generate_with_edits(subject.lm, list(texts), edits, max_new_tokens=params["gen_tokens"], do_sample=True,
-                               temperature=params["temperature"], top_k=0).cpu()
+def _generate(subject, texts: Sequence[str], edits_for: EditsFor, params: dict, seed: int,
+              batch_size: int | None = None) -> list[torch.Tensor]:
+    """Sampled continuations (temperature), ``batch_size`` rows per generate call (default: all at once), one id
+    tensor per batch; seeded per batch (``seed`` + its first row) so a rerun gives the same tokens on CPU."""
+    return generate(subject.lm, texts, edits_for, params["gen_tokens"], batch_size or len(texts), seed=seed,
+                    do_sample=True, temperature=params["temperature"], top_k=0)
 
 
 def gen_success(subject, jobs: Sequence[tuple[int, int, float]], lens: dict[tuple[int, int], list[int]],
@@ -267,13 +267,14 @@ def gen_success(subject, jobs: Sequence[tuple[int, int, float]], lens: dict[tupl
     (job, prompt), steered at the last prompt token and every generated token. Rows of different layers and
     factors share each generate call, every edit leaving the other rows alone."""
     rows = [(j, p) for j in range(len(jobs)) for p in range(len(prompts))]
-    hits, ppl = torch.zeros(len(rows)), torch.zeros(len(rows))
-    for start, chunk in zip(range(0, len(rows), params["batch_size"]), batches(rows, params["batch_size"])):
-        texts = [prompts[p] for _, p in chunk]
-        ids = _generate(subject, texts, _edits_for(subject, [jobs[j] for j, _ in chunk]), params, params["seed"] + start)
-        lens_rows = torch.tensor([lens[jobs[j][:2]] for j, _ in chunk])
-        hits[start : start + len(chunk)] = _count_hits(ids, lens_rows)
-        ppl[start : start + len(chunk)] = perplexity(subject.lm, texts, ids)
+    texts = [prompts[p] for _, p in rows]
+    generated = _generate(subject, texts, lambda chunk: _edits_for(subject, [jobs[rows[i][0]] for i in chunk]), params,
+                          params["seed"], params["batch_size"])
+    hits, ppl = [], []
+    for chunk, ids in zip(batches(range(len(rows)), params["batch_size"]), generated):
+        hits.append(_count_hits(ids, torch.tensor([lens[jobs[rows[i][0]][:2]] for i in chunk])))
+        ppl.append(perplexity(subject.lm, [texts[i] for i in chunk], ids))
+    hits, ppl = torch.cat(hits), torch.cat(ppl)
     n = len(prompts)
     return [{"layer": layer, "feature": f, "factor": s, "gen_success": float(hits[j * n : (j + 1) * n].mean()),
              "perplexity": float(ppl[j * n : (j + 1) * n].mean())} for j, (layer, f, s) in enumerate(jobs)]
@@ -283,7 +284,7 @@ def unsteered(subject, prompts: Sequence[str], params: dict, samples: int = 8) -
     """Unsteered continuations, ``samples`` per prompt (token ids), and their mean perplexity: the baseline
     every feature's GenSuccess is compared with (its lens tokens counted in these)."""
     texts = [p for p in prompts for _ in range(samples)]
-    ids = _generate(subject, texts, [], params, params["seed"] + 10**6)
+    ids = _generate(subject, texts, [], params, params["seed"] + 10**6)[0]
     return {"ids": ids.tolist(), "perplexity": float(perplexity(subject.lm, texts, ids).mean())}
 
 
@@ -420,7 +421,7 @@ def continuations(subject, layer: int, feature: int, factor: float, prompts: Seq
                      tokens="last")
     out = []
     for name, edits in (("unsteered", []), ("steered", [edit])):
-        ids = _generate(subject, prompts, edits, params, params["seed"])
+        ids = _generate(subject, prompts, edits, params, params["seed"])[0]
         texts = subject.lm.tokenizer.batch_decode(ids, skip_special_tokens=True)
         out += [{"prompt": p, "setting": name, "continuation": t} for p, t in zip(prompts, texts)]
     return out
