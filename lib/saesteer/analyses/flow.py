@@ -36,13 +36,12 @@ import torch
 from sae_lens import SAE
 
 from saesteer.core.codes import sae_codes
-from saesteer.core.generation import generate_text
+from saesteer.core.generation import generate_text, perplexity
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import (
     AddVector,
     ScaleRows,
     batches,
-    forward_with_edits,
 )
 from saesteer.core.saes import check_fits, load_sae, unit_decoder
 from saesteer.core.stats import auroc, bootstrap_mean, wilson
@@ -570,22 +569,19 @@ def topic_share(answer: str, topic: str) -> float:
 
 
 def coherence(lm, prompts: Sequence[str], answers: Sequence[str], batch_size: int) -> list[float]:
-    """Coherence of each continuation: 1 / perplexity of its tokens under the unsteered model
-    (exp of the mean log-probability; 0 for an empty answer)."""
+    """Coherence of each continuation: 1 / perplexity of its tokens under the unsteered model (``core.generation
+    .perplexity``: exp of the mean log-probability; 0 for an empty answer). An answer's tokens are those that
+    ``"<prompt> <answer>"`` adds to the prompt's tokens."""
     tokenizer, out = lm.tokenizer, []
     for chunk in batches(list(zip(prompts, answers)), batch_size):
-        texts = [f"{p} {a}" if a else p for p, a in chunk]
-        logits, _ = forward_with_edits(lm, texts)
-        ids = tokenizer(texts, padding=True, return_tensors="pt")["input_ids"]
-        logp = torch.log_softmax(logits.float().cpu(), -1)
-        for i, (p, a) in enumerate(chunk):
-            n = len(ids[i]) - len(tokenizer(p)["input_ids"]) - int((ids[i] == tokenizer.pad_token_id).sum()) if a else 0
-            if n <= 0:
-                out.append(0.0)
-                continue
-            target = ids[i, -n:]
-            lp = logp[i, -n - 1 : -1].gather(1, target[:, None]).mean()
-            out.append(float(lp.exp()))
+        tails = [tokenizer(f"{p} {a}")["input_ids"][len(tokenizer(p)["input_ids"]) :] if a else [] for p, a in chunk]
+        width = max(map(len, tails))
+        if width == 0:
+            out += [0.0] * len(chunk)
+            continue
+        pad = tokenizer.pad_token_id
+        ppl = perplexity(lm, [p for p, _ in chunk], torch.tensor([t + [pad] * (width - len(t)) for t in tails]))
+        out += [float(1 / x) if t else 0.0 for x, t in zip(ppl, tails)]
     return out
 
 
