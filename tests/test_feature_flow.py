@@ -150,3 +150,17 @@ def test_gemma_parameter_file_names_real_releases_and_runs_on_tiny_gemma2(tmp_pa
     assert [g["seed"]["name"] for g in saved["graphs"]] == ["seed 1:3:sea", "seed 0:5"]
     assert {r["schedule"] for r in saved["steering"]} == {"none", "single", "constant", "linear", "exponential"}
     assert {c["verdict"] for c in saved["claims"] if c["claim"] == 3} == {"not tested"}  # no ground truth on a real model
+
+
+def test_coherence_is_one_over_the_shared_perplexity_independent_of_the_batch_and_zero_for_empty_answers(tiny_models):
+    lm = tiny_models["gemma2"]
+    prompts, answers = ["w1 w2 w3", "w4", "w5 w6"], ["w7 w8", "", "w9 w1 w2 w3"]
+    together = ff.coherence(lm, prompts, answers, batch_size=3)
+    alone = [c for p, a in zip(prompts, answers) for c in ff.coherence(lm, [p], [a], batch_size=1)]
+    assert together == pytest.approx(alone, rel=1e-6)  # right padding: no real token sees another row's pads
+    assert together[1] == 0.0 and ff.coherence(lm, ["w1"], [""], 4) == [0.0]
+    ids = lm.tokenizer("w5 w6 w9 w1 w2 w3", return_tensors="pt")["input_ids"]
+    logits, _ = forward_with_edits(lm, ids)
+    n = len(lm.tokenizer("w9 w1 w2 w3", add_special_tokens=False)["input_ids"])
+    logp = torch.log_softmax(logits[0, -n - 1 : -1].float().cpu(), -1).gather(1, ids[0, -n:, None])
+    assert together[2] == pytest.approx(float(logp.mean().exp()), rel=1e-5)

@@ -9,6 +9,7 @@ from conftest import PROMPTS
 from saesteer.core import hooks
 from saesteer.core.hooks import POSITIONS, Site
 from saesteer.core.interventions import AddVector, forward_with_edits
+from saesteer.core.models import torch_model
 
 EXPECTED_MODULES = {  # what "added to the residual stream" means in each family
     "gemma2": {"attn_out": "post_attention_layernorm", "mlp_out": "post_feedforward_layernorm"},
@@ -30,9 +31,9 @@ def test_every_position_reads_residual_width(family_model, position):
 @pytest.mark.parametrize("position", ["attn_out", "mlp_out"])
 def test_sub_block_modules_are_the_residual_writers(family_model, position):
     family, model = family_model
-    block = hooks.walk(model._module, hooks.layout(model).layers)[0]
+    block = hooks.walk(torch_model(model), hooks.layout(model).layers)[0]
     expected = hooks.walk(block, EXPECTED_MODULES[family][position])
-    assert hooks.module_at(model._module, Site(0, position)) is expected
+    assert hooks.module_at(torch_model(model), Site(0, position)) is expected
 
 
 def test_resid_post_is_attn_plus_mlp_plus_previous(tiny_models):

@@ -15,6 +15,7 @@ from saesteer.chapters import input_output_scores as chapter
 from saesteer.core.generation import perplexity
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import forward_with_edits
+from saesteer.core.models import torch_model
 from saesteer.core.saes import check_release
 from saesteer.core.tiny import random_sae
 from saesteer.study.params import ParameterError
@@ -32,13 +33,13 @@ def results_in_tmp(tmp_path, monkeypatch):
 def test_unembed_applies_the_models_own_final_norm_and_softcap(tiny_models):
     """Unembedding the last layer's output with ``unembed`` gives the model's own logits (Gemma-2 soft-capping included)."""
     model = tiny_models["gemma2"]
-    model._module.config.final_logit_softcapping = 3.0  # small, so the cap visibly bends the logits
+    torch_model(model).config.final_logit_softcapping = 3.0  # small, so the cap visibly bends the logits
     try:
         logits, acts = forward_with_edits(model, [PROMPT], read=[Site(1)])
         assert torch.allclose(io.unembed(model, acts[Site(1)][0]), logits[0], atol=1e-5)
         assert logits.abs().max() < 3.0
     finally:
-        model._module.config.final_logit_softcapping = 30.0
+        torch_model(model).config.final_logit_softcapping = 30.0
 
 
 def test_logit_lens_leaves_out_special_tokens(tiny_models, sae):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import PROMPTS
-from saesteer.core import hooks
+from saesteer.core import generation, hooks
 from saesteer.core.hooks import POSITIONS, Site
 from saesteer.core.interventions import (
     AddVector,
@@ -234,3 +234,27 @@ def test_last_token_logits_with_a_prefix_cache_match_the_full_forward(tiny_model
     cached = last_token_logits(model, ids, [edit], rows=2, prefix=prefix_cache(model, ids[:, :-1]))
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(full[0], last_token_logits(model, ids)[0])
+
+
+def test_one_generation_loop_batches_edits_per_batch_and_seeds_per_batch(tiny_models):
+    model, site = tiny_models["gemma2"], Site(0)
+    prompts = PROMPTS + PROMPTS[:2]
+    seen = []
+
+    def edits_for(rows):
+        seen.append(rows)
+        return [AddVector(site=site, vector=_vector(scale=8.0), tokens="all")]
+
+    batched = generation.generate(model, prompts, edits_for, max_new_tokens=4, batch_size=2, min_new_tokens=4)
+    assert seen == [[0, 1], [2, 3], [4]] and [len(ids) for ids in batched] == [2, 2, 1]
+    for rows, ids in zip(seen, batched):  # each batch is one generate call with its own edits
+        alone = generate_with_edits(model, [prompts[i] for i in rows], edits_for(rows), max_new_tokens=4, min_new_tokens=4)
+        assert torch.equal(ids, alone.cpu())
+    sampled = dict(do_sample=True, temperature=1.0, top_k=0, max_new_tokens=4, min_new_tokens=4)
+    first = generation.generate(model, prompts, (), batch_size=2, seed=7, **sampled)
+    assert all(torch.equal(a, b) for a, b in zip(first, generation.generate(model, prompts, (), batch_size=2, seed=7, **sampled)))
+    torch.manual_seed(7 + 2)  # the second batch is seeded with seed + its first row
+    assert torch.equal(first[1], generate_with_edits(model, prompts[2:4], **sampled).cpu())
+    greedy = generation.generate(model, prompts, (), max_new_tokens=4, batch_size=2)
+    assert generation.generate_text(model, prompts, (), max_new_tokens=4, batch_size=2) == [
+        text for ids in greedy for text in generation.answer_text(model.tokenizer, ids)]

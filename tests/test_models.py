@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from conftest import NetworkBlocked
-from saesteer.core.models import load_model
+from saesteer.core.models import load_model, torch_model
 
 
 def test_hub_is_offline_and_outside_connections_are_refused():
@@ -25,7 +25,7 @@ def test_hub_model_name_fails_offline_with_a_clear_message():
 
 def test_local_directory_loads_without_network(tmp_path, tiny_models):
     model = tiny_models["phi3"]
-    model._module.save_pretrained(tmp_path)
+    torch_model(model).save_pretrained(tmp_path)
     model.tokenizer.save_pretrained(tmp_path)
     reloaded = load_model(str(tmp_path))
     assert reloaded.config.model_type == "phi3"
@@ -34,8 +34,8 @@ def test_local_directory_loads_without_network(tmp_path, tiny_models):
 
 def test_dtype_and_device_parameters():
     model = load_model("tiny:gemma2", device="cpu", dtype="bfloat16")
-    assert next(model._module.parameters()).dtype.is_floating_point
-    assert str(next(model._module.parameters()).dtype) == "torch.bfloat16"
+    assert next(torch_model(model).parameters()).dtype.is_floating_point
+    assert str(next(torch_model(model).parameters()).dtype) == "torch.bfloat16"
     with pytest.raises(ValueError, match="dtype 'float64' is not one of float32, bfloat16, float16"):
         load_model("tiny:gemma2", dtype="float64")
     with pytest.raises(ValueError, match="Model 'tiny:mamba' is not a model; the tiny families are gemma2, phi3, llama, gpt2."):

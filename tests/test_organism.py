@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from saesteer.core.hooks import Site
+from saesteer.core.models import torch_model
 from saesteer.core.sae_training import SAEConfig
 from saesteer.core.stats import auroc, wilson
 from saesteer.organism import evaluation
@@ -108,5 +109,5 @@ def test_committed_organism_loads_with_an_sae_at_every_site():
     for site in hooks.all_sites(lm):
         saes.check_fits(organism_sae(site), lm, site)
     manifest = json.loads((folder() / "manifest.json").read_text())
-    assert manifest["parameters"] == sum(p.numel() for p in lm._module.parameters())
+    assert manifest["parameters"] == sum(p.numel() for p in torch_model(lm).parameters())
     assert set(manifest["behaviour"]) == set(evaluation.METRICS)

@@ -1,12 +1,47 @@
-"""Generation helpers every chapter shares: the one answer decoder and the one perplexity."""
+"""Generation helpers every chapter shares: the one batched generation loop, the one answer decoder and the
+one perplexity."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from saesteer.core.interventions import forward_with_edits
+from saesteer.core.interventions import Edit, batches, forward_with_edits, generate_with_edits
+from saesteer.core.progress import bar
+
+EditsFor = Sequence[Edit] | Callable[[list[int]], Sequence[Edit]]
+
+
+def generate(lm, prompts: Sequence[str], edits_for: EditsFor = (), max_new_tokens: int = 20, batch_size: int = 64,
+             progress=False, seed: int | None = None, **sampling) -> list[torch.Tensor]:
+    """Generated token ids of ``prompts``, ``batch_size`` rows per generate call: one tensor [rows, new] per
+    batch, in order, on the CPU (a batch stops once all its rows have ended, so widths may differ).
+
+    ``edits_for`` is the edits of every batch, or a function of a batch's row indices (into ``prompts``)
+    that builds that batch's edits (e.g. one vector or clamp value per row). Greedy unless ``sampling``
+    asks otherwise (``do_sample=True``, ``temperature``, ...); with ``seed``, the torch generator is seeded
+    with ``seed`` + the batch's first row index before each batch, so a rerun samples the same tokens on CPU.
+    ``progress``: true shows a bar over the batches; a tqdm bar is advanced by each batch's rows instead."""
+    chunks = list(batches(range(len(prompts)), batch_size))
+    shown = bar(chunks, "generating", progress) if isinstance(progress, bool) else chunks
+    out = []
+    for rows in shown:
+        edits = edits_for(rows) if callable(edits_for) else edits_for
+        if seed is not None:
+            torch.manual_seed(seed + rows[0])
+        out.append(generate_with_edits(lm, [prompts[i] for i in rows], edits, max_new_tokens=max_new_tokens,
+                                       **sampling).cpu())
+        if not isinstance(progress, bool):
+            progress.update(len(rows))
+    return out
+
+
+def generate_text(lm, prompts: Sequence[str], edits_for: EditsFor = (), max_new_tokens: int = 20, batch_size: int = 64,
+                  progress=False, seed: int | None = None, **sampling) -> list[str]:
+    """``generate``'s answers as text (``answer_text``: up to ``<eos>``, padding removed), one per prompt."""
+    ids = generate(lm, prompts, edits_for, max_new_tokens, batch_size, progress, seed, **sampling)
+    return [text for batch in ids for text in answer_text(lm.tokenizer, batch)]
 
 
 def answer_text(tokenizer, ids: torch.Tensor) -> list[str]:

@@ -18,13 +18,8 @@ from pathlib import Path
 
 import torch
 
-from saesteer.core.generation import answer_text
-from saesteer.core.interventions import (
-    Edit,
-    batches,
-    forward_with_edits,
-    generate_with_edits,
-)
+from saesteer.core.generation import generate_text
+from saesteer.core.interventions import Edit, batches, forward_with_edits
 from saesteer.core.progress import bar
 from saesteer.core.stats import wilson
 from saesteer.organism.language import COMPLY_OPEN, REFUSE_OPEN, TOPICS, Dialogue
@@ -98,10 +93,7 @@ def judge(item: Item | Dialogue, response: str, refusal_markers: Sequence[str] =
 def generate_answers(model, prompts: Sequence[str], edits: Sequence[Edit] = (), max_new_tokens: int = 40,
                      batch_size: int = 64, progress: bool = False) -> list[str]:
     """Greedy answers (text up to ``<eos>``) to ``prompts``, in batches, with ``edits`` at every token."""
-    answers = []
-    for chunk in bar(list(batches(prompts, batch_size)), "generating", progress):
-        answers += answer_text(model.tokenizer, generate_with_edits(model, chunk, edits, max_new_tokens=max_new_tokens))
-    return answers
+    return generate_text(model, prompts, edits, max_new_tokens, batch_size, progress)
 
 
 def rate_of(hits: Sequence[bool], metric: str) -> dict:
@@ -135,13 +127,12 @@ def sweep(model, sets: dict[str, list], n_configs: int, edits_for: Callable[[tor
     with bar(None, "evaluating", progress, total=total) as progress_bar:
         for kind, items in jobs:
             rows = [(config, item) for config in range(n_configs) for item in items]
-            answers = []
-            for chunk in batches(rows, batch_size):
-                configs, chunk_items = torch.tensor([c for c, _ in chunk]), [item for _, item in chunk]
-                ids = generate_with_edits(model, [item.prompt for item in chunk_items], edits_for(configs, chunk_items),
-                                          max_new_tokens=budgets.get(kind, 40))
-                answers += answer_text(model.tokenizer, ids)
-                progress_bar.update(len(chunk))
+
+            def batch_edits(chunk: list[int], rows=rows) -> Sequence[Edit]:
+                return edits_for(torch.tensor([rows[i][0] for i in chunk]), [rows[i][1] for i in chunk])
+
+            answers = generate_text(model, [item.prompt for _, item in rows], batch_edits, budgets.get(kind, 40),
+                                    batch_size, progress_bar)
             for config in range(n_configs):
                 mine = [(item, a) for (c, item), a in zip(rows, answers) if c == config]
                 hits = [judge(item, a, refusal_markers) for item, a in mine]
