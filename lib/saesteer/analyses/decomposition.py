@@ -16,7 +16,7 @@ The paper's route, step by step:
    scored against the behaviour's ground-truth features (``ground_truth``);
 5. ``steering_test``: steer with v, its SAE reconstruction and each
    alternative's top-k reconstruction at matched norm;
-6. ``claims``: the paper's claims against this study's numbers.
+The claims table is built by the chapter module, ``saesteer.chapters.steering_vector_decomposition``.
 
 A contrastive pair is ``{"prompt", "positive", "negative"}``: the completions
 are appended to the prompt as written, and must differ in their first token

@@ -12,7 +12,7 @@ The paper's route, step by step:
    for the refusal feature, control features and conditional steering (clamp
    only when a harmful-prompt detector fires), all batched along the rows of
    the same generate calls;
-4. ``claims``: the paper's five claims against this study's numbers.
+The claims table is built by the chapter module, ``saesteer.chapters.refusal_steering``.
 """
 
 from __future__ import annotations

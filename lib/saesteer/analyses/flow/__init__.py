@@ -26,7 +26,7 @@ The paper's route, step by step:
 6. ``steer``/``deactivate_graph``: multi-layer steering with a graph (single layer vs cumulative,
    constant / linear / exponential schedules) and graph deactivation over a sweep of r, scored
    with the organism's ground truth (topic share) and the unsteered model's perplexity (coherence);
-7. ``claims``: the paper's claims against this study's numbers.
+The claims table is built by the chapter module, ``saesteer.chapters.feature_flow``.
 
 Layer 0 has no previous residual SAE (its input is the embedding): its ``resid_prev`` match is
 missing and counts as similarity 0 / inactive everywhere.

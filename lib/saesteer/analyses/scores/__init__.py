@@ -26,7 +26,7 @@ The paper's route, step by step:
 5. ``threshold_curve``: mean GenSuccess of the features kept by an output-score threshold,
    against random filters of the same size;
 6. ``ground_truth``: the organism's topic-detecting (probe) and topic-writing (lens) features;
-7. ``claims``: the paper's claims against this study's numbers.
+The claims table is built by the chapter module, ``saesteer.chapters.input_output_scores``.
 """
 
 from saesteer.analyses.scores.ground_truth import ground_truth_features, group_table, topic_detectors, topic_writers
