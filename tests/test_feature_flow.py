@@ -85,15 +85,16 @@ def _chain_matches():
 
 def test_flow_graph_chains_both_ways_cuts_weak_links_and_attaches_modules():
     graph = ff.flow_graph(_chain_matches(), 1, 0, res_cut=0.5, module_cut=0.15)
-    assert ff.residual_chain(graph) == {0: 0, 1: 0, 2: 0}  # feature 1 at layer 2 (s=0.4) is cut
-    assert "R2:1" not in graph["nodes"] and ("ATT1:4", "R1:0", 0.2) in graph["edges"] and "MLP1:5" not in graph["nodes"]
+    assert graph.chain == {0: 0, 1: 0, 2: 0}  # feature 1 at layer 2 (s=0.4) is cut
+    assert "R2:1" not in graph.nodes and ("ATT1:4", "R1:0", 0.2) in graph.edges and "MLP1:5" not in graph.nodes
+    assert ff.FlowGraph.from_json(json.loads(json.dumps(graph.to_json()))) == graph  # as the synthesis reads it back
 
 
 def test_schedules_and_configs():
     assert ff.schedule("single", [1, 2, 3], 4.0, -0.05) == {3: 4.0}
     assert ff.schedule("linear", [1, 2], 4.0, -0.05) == {1: 2.0, 2: 4.0}
     assert ff.schedule("exponential", [0, 10], 1.0, -0.05)[10] == pytest.approx(np.exp(-0.5))
-    graph = {"seed": {"topic": "sea", "layer": 2}, "chain": {0: 5, 1: 6, 2: 7, 3: 8}}
+    graph = ff.FlowGraph({"topic": "sea", "layer": 2}, {}, [], {0: 5, 1: 6, 2: 7, 3: 8})
     configs = ff.steer_configs([graph], [1.0], ["constant"], -0.05)
     assert [c["schedule"] for c in configs] == ["none", "single", "constant"]
     assert configs[2]["coeffs"] == {0: (5, 1.0), 1: (6, 1.0), 2: (7, 1.0)}  # up to the seed layer only

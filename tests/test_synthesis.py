@@ -43,11 +43,9 @@ def test_run_sweep_clamps_at_several_sites_and_adds_vectors_as_the_edits_alone(t
     subject = SimpleNamespace(lm=lm, sae=lambda s: saes[s])
     sets = {"harmful": [Item("harmful", p, {}) for p in ["w1 w2 w3", "w4", "w5 w6 w7 w8"]]}
     two = [(Site(0, "mlp_out"), 3, 9.0), (Site(1), 7, 12.0)]
-    configs = [{"name": "baseline", "feature": None, "value": None, "conditional": False},
-               {"name": "one", "feature": 7, "value": 12.0, "conditional": False},
-               {"name": "two", "feature": None, "value": None, "conditional": False, "clamps": two},
-               {"name": "add", "feature": None, "value": None, "conditional": False, "coeffs": {1: (5, 20.0)}}]
-    extra = lambda rows: ff.add_edits(subject.sae, [{"coeffs": c.get("coeffs", {})} for c in rows])  # noqa: E731
+    configs = [rs.SweepConfig("baseline"), rs.SweepConfig("one", feature=7, value=12.0),
+               rs.SweepConfig("two", clamps=tuple(two)), rs.SweepConfig("add", coeffs={1: (5, 20.0)})]
+    extra = lambda rows: ff.add_edits(subject.sae, [{"coeffs": c.coeffs or {}} for c in rows])  # noqa: E731
     swept = rs.run_sweep(subject, Site(1), configs, sets, {}, ["w"], 16, extra_edits=extra)
     direct = [[], [Clamp(site=Site(1), sae=saes[Site(1)], features=[7], value=12.0)],
               [Clamp(site=s, sae=saes[s], features=[f], value=v) for s, f, v in two],
@@ -135,12 +133,12 @@ def _write_sources(root: Path, setting: str, params: dict) -> None:
     best = {"feature": feature, "gain": 0.25, "unsafe_refusal": 1.0, "safe_refusal": 0.0}
     a = {"layer": 1, "feature": feature, "typical_max": 1.0, "search": {"1": {"best": [best]}, "0": {"best": []}}}
     matches = {layer: ff.match_layer(subject.sae, layer, 3) for layer in (0, 1)}
-    graph = ff.flow_graph(matches, 1, feature, res_cut=0.0, module_cut=0.0)
-    graph |= {"seed": {"layer": 1, "feature": feature, "name": "refusal", "topic": None}, "chain": ff.residual_chain(graph)}
+    graph = ff.flow_graph(matches, 1, feature, res_cut=0.0, module_cut=0.0,
+                          seed={"layer": 1, "feature": feature, "name": "refusal", "topic": None})
     c_params = params | {"alpha": -0.05, "mlp_sae_release": None, "mlp_sae_path": None, "attn_sae_path": None}
     scores = [{"layer": layer, "feature": f, "S_in": (f % 7) / 7, "S_out": (f % 11) / 10, "examples": 50}
               for layer in (0, 1) for f in range(64)]
-    files = {"refusal_steering": (a_params, a), "feature_flow": (c_params, {"graphs": [graph]}),
+    files = {"refusal_steering": (a_params, a), "feature_flow": (c_params, {"graphs": [graph.to_json()]}),
              "input_output_scores": (params | {"hybrid_cut": 0.5}, {"scores": scores}),
              "steering_vector_decomposition": (params | {"recon_k": 4}, {})}
     for chapter, (p, r) in files.items():

@@ -210,29 +210,46 @@ def threshold(positive: Sequence[float], negative: Sequence[float]) -> dict:
 
 
 # --- the sweep --------------------------------------------------------------------------------------
-def sweep_configs(feature: int, controls: Sequence[int], multiples: Sequence[float], scale: Sequence[float]) -> list[dict]:
+@dataclass(frozen=True)
+class SweepConfig:
+    """One setting of a clamp sweep: clamp ``feature`` to ``value`` at the sweep's site (or, with ``clamps``,
+    several features at several sites), always or only where the harmful-prompt detector fires."""
+
+    name: str  # e.g. "baseline", "refusal feature", "control 12"; with ``multiple``, a setting's key
+    multiple: float | None = None  # the clamp in multiples of the feature's typical maximum
+    feature: int | None = None  # None: no clamp at the sweep's site
+    value: float | None = None  # the clamp value
+    conditional: bool = False  # clamp only on prompts where the detector fires
+    clamps: tuple | None = None  # (site, feature, value) clamps instead of the one feature (the synthesis)
+    coeffs: dict | None = None  # chapter C's vectors added with the clamps (layer -> (feature, coefficient))
+
+    def to_json(self) -> dict:
+        """The setting as the results files keep it (``clamps`` and ``coeffs`` only when set)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("clamps", "coeffs") or v is not None}
+
+
+def sweep_configs(feature: int, controls: Sequence[int], multiples: Sequence[float], scale: Sequence[float]) -> list[SweepConfig]:
     """Every setting of the sweep, each with its clamp value: baseline; the refusal feature at multiples of
     its typical maximum; each control at multiples of its own maximum and at the refusal feature's raw
     values (the paper clamped both to the same number); conditional steering."""
-    configs = [{"name": "baseline", "feature": None, "multiple": None, "value": None, "conditional": False}]
+    configs = [SweepConfig("baseline")]
     settings = [("refusal feature", feature, feature, False)]
     settings += [(f"control {c}", c, c, False) for c in controls]
     settings += [(f"control {c} (same value)", c, feature, False) for c in controls]
     settings += [("conditional", feature, feature, True)]
     for name, f, scaled_by, conditional in settings:
-        configs += [{"name": name, "feature": f, "multiple": m, "value": m * float(scale[scaled_by]), "conditional": conditional}
-                    for m in multiples]
+        configs += [SweepConfig(name, m, f, m * float(scale[scaled_by]), conditional) for m in multiples]
     return configs
 
 
-def _clamps(site: Site, config: dict) -> list[tuple[Site, int, float]]:
-    """The (site, feature, value) clamps of a config: its ``clamps`` list, else its one feature at ``site``."""
-    if "clamps" in config:
-        return list(config["clamps"])
-    return [] if config["feature"] is None else [(site, config["feature"], config["value"])]
+def _clamps(site: Site, config: SweepConfig) -> list[tuple[Site, int, float]]:
+    """The (site, feature, value) clamps of a config: its ``clamps``, else its one feature at ``site``."""
+    if config.clamps is not None:
+        return list(config.clamps)
+    return [] if config.feature is None else [(site, config.feature, config.value)]
 
 
-def run_sweep(subject, site: Site, configs: list[dict], sets: dict[str, list[Item]], fires: dict[str, bool],
+def run_sweep(subject, site: Site, configs: Sequence[SweepConfig], sets: dict[str, list[Item]], fires: dict[str, bool],
               markers: Sequence[str], batch_size: int, extra_edits=None) -> list[dict]:
     """Every config on every item, batched: one clamp per site over all features used there, one value row per
     (item, config). A config clamps ``feature`` at ``site`` to ``value``, or, with a ``clamps`` list of
@@ -245,14 +262,14 @@ def run_sweep(subject, site: Site, configs: list[dict], sets: dict[str, list[Ite
         values = {s: torch.full((len(rows), len(feats[s])), float("nan")) for s in sites}
         for r, (config, item) in enumerate(zip(rows.tolist(), items)):
             c = configs[config]
-            if not c["conditional"] or fires[item.prompt]:
+            if not c.conditional or fires[item.prompt]:
                 for s, f, v in _clamps(site, c):
                     values[s][r, feats[s].index(f)] = v
         edits = [e for s in sites for e in clamp_rows(s, subject.sae(s), feats[s], values[s])]
         return edits + (list(extra_edits([configs[i] for i in rows.tolist()])) if extra_edits else [])
 
     reports = sweep(subject.lm, sets, len(configs), edits_for, batch_size=batch_size, refusal_markers=markers)
-    return [c | {"report": r} for c, r in zip(configs, reports)]
+    return [c.to_json() | {"report": r} for c, r in zip(configs, reports)]
 
 
 def baseline_of(results: list[dict]) -> dict:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from saesteer.analyses.flow import GROUPS, METHODS, SCHEDULES, parse_seed
+from saesteer.analyses.flow import GROUPS, METHODS, SCHEDULES, FlowGraph, parse_seed
 from saesteer.organism.language import TOPICS
 from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
@@ -115,16 +115,16 @@ def claim_deactivation(table: list[dict]) -> dict:
                  f"n = {cos['n']} features; 'close' = cosine mean change at least 80% of exhaustive's.")
 
 
-def claim_graphs(graphs: list[dict], min_auroc: float = 0.7) -> dict:
+def claim_graphs(graphs: list[FlowGraph], min_auroc: float = 0.7) -> dict:
     """Topic graphs stay on their topic at every layer (ground truth)."""
-    topical = [g for g in graphs if g["seed"]["topic"]]
-    stays = {g["seed"]["topic"]: min(n["topic_auroc"] for n in g["nodes"].values() if n["position"] == "resid_post")
-             for g in topical if all(n["topic_auroc"] is not None for n in g["nodes"].values())}
+    topical = [g for g in graphs if g.seed["topic"]]
+    stays = {g.seed["topic"]: min(n["topic_auroc"] for n in g.nodes.values() if n["position"] == "resid_post")
+             for g in topical if all(n["topic_auroc"] is not None for n in g.nodes.values())}
     if not stays:
         return claim(3, "Flow graphs of a topic feature stay on the topic at every layer", "qualitative (feature descriptions)",
                      "no ground truth for this model", "not tested", "")
     ok = sum(v >= min_auroc for v in stays.values())
-    spans = {g["seed"]["topic"]: len(g["chain"]) for g in topical}
+    spans = {g.seed["topic"]: len(g.chain) for g in topical}
     verdict = "reproduced" if ok == len(stays) else "partly" if ok else "not reproduced"
     return claim(3, "Flow graphs of a topic feature stay on the topic at every layer", "qualitative (feature descriptions)",
                  f"{ok} of {len(stays)} topic graphs keep topic AUROC >= {min_auroc} at every residual node", verdict,

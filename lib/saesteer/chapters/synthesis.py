@@ -77,13 +77,13 @@ def load_sources(root: Path, sources: str, model: str) -> dict[str, dict]:
     return out
 
 
-def refusal_graph(chapter_c: dict, layer: int, feature: int) -> dict:
+def refusal_graph(chapter_c: dict, layer: int, feature: int) -> ff.FlowGraph:
     """Chapter C's flow graph seeded at the refusal feature (integer chain keys), checked against A's feature."""
     graph = next((g for g in chapter_c["results"]["graphs"] if g["seed"]["name"] == "refusal"), None)
-    if graph is None or (graph["seed"]["layer"], graph["seed"]["feature"]) != (layer, feature):
+    if graph is None or (graph["seed"]["layer"], graph["seed"]["feature"]) != (layer, feature):  # the results file's JSON
         raise ValueError(f"Chapter C's results hold no flow graph seeded at chapter A's refusal feature {feature} "
                          f"(layer {layer}); rerun chapter C after chapter A.")
-    return graph | {"chain": {int(k): v for k, v in graph["chain"].items()}}
+    return ff.FlowGraph.from_json(graph)
 
 
 def graph_subject(subject, chapter_c: dict):
@@ -92,17 +92,17 @@ def graph_subject(subject, chapter_c: dict):
     return SimpleNamespace(lm=subject.lm, sae=ff.FlowSAEs(subject, chapter_c["params"]))
 
 
-def basis(subject, chapter_a: dict, graph: dict, selection: dict) -> dict:
+def basis(subject, chapter_a: dict, graph: ff.FlowGraph, selection: dict) -> dict:
     """Chapter A's candidates at its layer, recomputed with A's functions and parameters on A's selection
     prompts, and the typical maximum (A's clamp unit) of every feature at A's site and of every graph node."""
     p, site = chapter_a["params"], Site(chapter_a["results"]["layer"])
     transcripts = rs.refusal_transcripts(subject, selection["harmful"][: p["n_archetypal"]], p["refusal_markers"])
     prompts = [i for items in selection.values() for i in items]
     out = {"candidates": rs.candidates(subject, site, transcripts, p["max_candidates"]), "node_scales": {}}
-    for s in sorted({site} | {ff.node_site(n) for n in graph["nodes"].values()}, key=lambda s: s.order):
+    for s in sorted({site} | {ff.node_site(n) for n in graph.nodes.values()}, key=lambda s: s.order):
         scale = rs.typical_max(subject, s, transcripts, prompts)
         out["scale"] = scale.tolist() if s == site else out.get("scale")
-        out["node_scales"] |= {k: float(scale[n["feature"]]) for k, n in graph["nodes"].items() if ff.node_site(n) == s}
+        out["node_scales"] |= {k: float(scale[n["feature"]]) for k, n in graph.nodes.items() if ff.node_site(n) == s}
     return out
 
 
@@ -156,31 +156,30 @@ def finding_scores(me: dict, cands: list[dict], cut: float) -> str:
 
 
 # --- 2. steering the whole graph --------------------------------------------------------------------
-def tradeoff_configs(chapter_a: dict, chapter_c: dict, graph: dict, base: dict, strengths: list[float], saes) -> list[dict]:
+def tradeoff_configs(chapter_a: dict, chapter_c: dict, graph: ff.FlowGraph, base: dict, strengths: list[float], saes) -> list[rs.SweepConfig]:
     """Baseline; at each strength m: A's single-feature clamp (m x typical maximum), every graph node clamped
     (m x its own typical maximum), and chapter C's additive steering with its constant schedule over the
     residual chain, s = m x typical maximum x |d_f| (so the seed layer adds what A's clamp adds at z = 0)."""
     layer, feature = chapter_a["results"]["layer"], chapter_a["results"]["feature"]
     tmax = base["scale"][feature]
     norm = float(saes(Site(layer)).W_dec[feature].detach().norm())
-    plain = {"feature": None, "value": None, "conditional": False}
-    configs = [{"name": "baseline", "multiple": None, **plain}]
+    configs = [rs.SweepConfig("baseline")]
     coefficient = {m: m * tmax * norm for m in strengths}
     added = ff.steer_configs([graph], list(coefficient.values()), ["constant"], chapter_c["params"]["alpha"])
     constant = {c["s"]: c for c in added if c["schedule"] == "constant"}  # C's constant schedule, by coefficient
     for m in strengths:
-        configs.append({"name": "refusal feature, clamped (A)", "multiple": m, **plain, "feature": feature, "value": m * tmax})
-        configs.append({"name": "whole graph, clamped", "multiple": m, **plain,
-                        "clamps": [(ff.node_site(n), n["feature"], m * base["node_scales"][k]) for k, n in graph["nodes"].items()]})
+        configs.append(rs.SweepConfig("refusal feature, clamped (A)", m, feature, m * tmax))
+        configs.append(rs.SweepConfig("whole graph, clamped", m, clamps=tuple(
+            (ff.node_site(n), n["feature"], m * base["node_scales"][k]) for k, n in graph.nodes.items())))
         chain = constant[coefficient[m]]
-        configs.append({"name": "residual chain, added (C)", "multiple": m, **plain, "value": chain["s"], "coeffs": chain["coeffs"]})
+        configs.append(rs.SweepConfig("residual chain, added (C)", m, value=chain["s"], coeffs=chain["coeffs"]))
     return configs
 
 
-def graph_sweep(gsubject, site: Site, configs: list[dict], sets: dict, markers: list[str], batch_size: int) -> list[dict]:
+def graph_sweep(gsubject, site: Site, configs: list[rs.SweepConfig], sets: dict, markers: list[str], batch_size: int) -> list[dict]:
     """Every config on every item with chapter A's sweep (clamps at any sites) plus chapter C's vectors;
     returned without the answers, the clamps and the vectors (what the cache keeps)."""
-    extra = lambda rows: ff.add_edits(gsubject.sae, [{"coeffs": c.get("coeffs", {})} for c in rows])  # noqa: E731
+    extra = lambda rows: ff.add_edits(gsubject.sae, [{"coeffs": c.coeffs or {}} for c in rows])  # noqa: E731
     out = rs.run_sweep(gsubject, site, configs, sets, {}, markers, batch_size, extra_edits=extra)
     return [{k: v for k, v in r.items() if k not in ("clamps", "coeffs")} for r in rs.strip_answers(out)]
 
@@ -300,12 +299,10 @@ def picks(table: list[dict], a_feature: int) -> dict[str, int]:
     return out
 
 
-def pick_configs(chosen: dict[str, int], scale: list[float], multiple: float) -> list[dict]:
+def pick_configs(chosen: dict[str, int], scale: list[float], multiple: float) -> list[rs.SweepConfig]:
     """Baseline and each distinct pick clamped at ``multiple`` of its typical maximum (A's sweep configs)."""
-    plain = {"conditional": False, "multiple": multiple}
     feats = list(dict.fromkeys(chosen.values()))
-    return [{"name": "baseline", "feature": None, "value": None, **plain, "multiple": None}] + [
-        {"name": f"feature {f}", "feature": f, "value": multiple * scale[f], **plain} for f in feats]
+    return [rs.SweepConfig("baseline")] + [rs.SweepConfig(f"feature {f}", multiple, f, multiple * scale[f]) for f in feats]
 
 
 def correlation(table: list[dict]) -> float:

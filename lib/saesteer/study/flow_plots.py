@@ -24,24 +24,24 @@ def stacked_shares(rows: pd.DataFrame, columns: list[str], title: str, ax=None, 
     return ax
 
 
-def flow_graph(graph: dict, title: str, ax=None):
+def flow_graph(graph, title: str, ax=None):
     """A flow graph drawn with networkx: x = depth (R_{L-1}, A_L, M_L, R_L), colour = position, node label =
     its id and top tokens, edge width = cosine similarity; residual nodes outlined red when off topic."""
     ax = ax or plt.subplots(figsize=(10, 4))[1]
     g = nx.DiGraph()
     pos, colors, labels, edge_colors = {}, [], {}, []
     branch: dict[tuple, int] = {}
-    for key, node in graph["nodes"].items():
+    for key, node in graph.nodes.items():
         slot = branch.get((node["layer"], node["position"]), 0)
         branch[(node["layer"], node["position"])] = slot + 1
         g.add_node(key)
         pos[key] = (node["layer"] + X_OFFSET[node["position"]], Y_ROW[node["position"]] - 0.55 * slot)
         labels[key] = f"{key}\n{node.get('label', '')}"
-    for a, b, s in graph["edges"]:
+    for a, b, s in graph.edges:
         g.add_edge(a, b, weight=s)
     for key in g.nodes:
-        colors.append(COLOR[graph["nodes"][key]["position"]])
-        auroc = graph["nodes"][key].get("topic_auroc")
+        colors.append(COLOR[graph.nodes[key]["position"]])
+        auroc = graph.nodes[key].get("topic_auroc")
         edge_colors.append("red" if auroc is not None and auroc < 0.7 else "black")
     widths = [0.5 + 3 * g.edges[e]["weight"] for e in g.edges]
     nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, edgecolors=edge_colors, node_size=420, linewidths=1.5)
@@ -52,7 +52,7 @@ def flow_graph(graph: dict, title: str, ax=None):
     ax.legend(fontsize=7, loc="upper left")
     ax.set(title=title, xlabel="layer L (within a layer, left to right: A_L, M_L, R_L)", ylabel="position (see legend)")
     ax.tick_params(left=False, labelleft=False, bottom=True, labelbottom=True)
-    layers = sorted({n["layer"] for n in graph["nodes"].values()})
+    layers = sorted({n["layer"] for n in graph.nodes.values()})
     ax.set_xticks(layers)
     ax.set_xlim(min(layers) - 1, max(layers) + 0.6)
     ax.margins(y=0.25)

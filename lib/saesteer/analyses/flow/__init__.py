@@ -44,6 +44,7 @@ from saesteer.analyses.flow.corpus import (
     text_corpus,
 )
 from saesteer.analyses.flow.graphs import (
+    FlowGraph,
     flow_graph,
     label_graph,
     node_id,
@@ -117,6 +118,7 @@ __all__ = [
     "group_counts",
     "group_rows",
     "GROUPS",
+    "FlowGraph",
     "label_graph",
     "match_layer",
     "match_predecessors",

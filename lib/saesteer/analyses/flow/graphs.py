@@ -5,6 +5,7 @@ where the similarity drops below the cut, module predecessors attached; node lab
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,15 +28,35 @@ def parse_seed(text: str) -> dict:
 
 
 # --- 5. flow graphs -------------------------------------------------------------------------------
+@dataclass
+class FlowGraph:
+    """A seed feature's flow graph, as the stages after matching take it (labelling, drawing, steering,
+    deactivating, the claims, the synthesis) and as the results file keeps it (``to_json``)."""
+
+    seed: dict  # layer, feature, topic (or None), name, and where the seed came from (source)
+    nodes: dict[str, dict]  # node id (e.g. "R3:12") -> layer, position, feature, sim; label, topic_auroc once labelled
+    edges: list[tuple[str, str, float]]  # (from node, to node, cosine similarity)
+    chain: dict[int, int]  # layer -> resid_post feature of the residual chain (``residual_chain``)
+
+    def to_json(self) -> dict:
+        return {"seed": self.seed, "chain": self.chain, "nodes": self.nodes, "edges": self.edges}
+
+    @classmethod
+    def from_json(cls, data: dict) -> FlowGraph:
+        """A graph read back from a results file (JSON turns the chain's layers into strings, edges into lists)."""
+        return cls(data["seed"], data["nodes"], [tuple(e) for e in data["edges"]],
+                   {int(layer): f for layer, f in data["chain"].items()})
+
+
 def node_id(position: str, layer: int, feature: int) -> str:
     return f"{SHORT.get(position, position)}{layer}:{feature}"
 
 
 def flow_graph(matches: dict[int, dict], layer: int, feature: int, res_cut: float, module_cut: float,
-               max_children: int = 2) -> dict:
-    """Nodes and edges of the flow graph of resid_post feature ``feature`` at ``layer``: top-1 residual
-    matches chained backward and forward while s_R >= ``res_cut``, plus module predecessors of each
-    residual node with similarity >= ``module_cut``."""
+               max_children: int = 2, seed: dict | None = None) -> FlowGraph:
+    """The flow graph of resid_post feature ``feature`` at ``layer``: top-1 residual matches chained backward
+    and forward while s_R >= ``res_cut``, plus module predecessors of each residual node with similarity
+    >= ``module_cut``; ``seed`` describes the seed (by default its node id as name, no topic)."""
     nodes = {node_id("resid_post", layer, feature): {"layer": layer, "position": "resid_post", "feature": feature, "sim": 1.0}}
     edges = []
     f, l = feature, layer
@@ -68,13 +89,14 @@ def flow_graph(matches: dict[int, dict], layer: int, feature: int, res_cut: floa
                 mid = node_id(position, node["layer"], g)
                 nodes[mid] = {"layer": node["layer"], "position": position, "feature": g, "sim": s}
                 edges.append((mid, key, s))
-    return {"seed": node_id("resid_post", layer, feature), "nodes": nodes, "edges": edges}
+    seed = seed or {"layer": layer, "feature": feature, "topic": None, "name": node_id("resid_post", layer, feature)}
+    return FlowGraph(seed, nodes, edges, residual_chain(nodes))
 
 
-def residual_chain(graph: dict) -> dict[int, int]:
-    """Layer -> resid_post feature of the graph, the seed's lineage first (the best-matching branch forward)."""
+def residual_chain(nodes: dict[str, dict]) -> dict[int, int]:
+    """Layer -> resid_post feature among a graph's nodes, the best-matching branch at each layer."""
     chain: dict[int, tuple[float, int]] = {}
-    for node in graph["nodes"].values():
+    for node in nodes.values():
         if node["position"] == "resid_post":
             best = chain.get(node["layer"])
             if best is None or node["sim"] > best[0]:
@@ -99,12 +121,13 @@ def node_site(node: dict) -> Site:
     return Site(node["layer"], node["position"])
 
 
-def label_graph(graph: dict, codes: dict[Site, torch.Tensor], corpus: Corpus, tokenizer, topic: str | None) -> dict:
+def label_graph(graph: FlowGraph, codes: dict[Site, torch.Tensor], corpus: Corpus, tokenizer) -> FlowGraph:
     """Each node's top tokens and, when the corpus has labels and the seed a topic, its AUROC for the
     topic's tokens against the other topics' tokens (ground truth: does the graph stay on topic?)."""
     flat = corpus.ids.flatten()
     labels = np.array(corpus.labels) if corpus.labels is not None else None
-    for node in graph["nodes"].values():
+    topic = graph.seed["topic"]
+    for node in graph.nodes.values():
         z = codes[node_site(node)]
         node["label"] = " ".join(top_tokens(z, flat, tokenizer, node["feature"]))
         node["topic_auroc"] = None

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from saesteer.analyses.flow.graphs import FlowGraph
 from saesteer.analyses.flow.matching import decoder
 from saesteer.analyses.flow.validation import scale_edits
 from saesteer.core.generation import generate_text, perplexity
@@ -43,16 +44,16 @@ def schedule(kind: str, layers: Sequence[int], s: float, alpha: float) -> dict[i
     raise ValueError(f"Schedule {kind!r} is not one of single, {', '.join(SCHEDULES)}.")
 
 
-def steer_configs(graphs: list[dict], coefficients: Sequence[float], schedules: Sequence[str], alpha: float) -> list[dict]:
+def steer_configs(graphs: list[FlowGraph], coefficients: Sequence[float], schedules: Sequence[str], alpha: float) -> list[dict]:
     """Baseline, then per topic graph and coefficient: single-layer (at the seed layer) and each cumulative
     schedule over the graph's residual layers up to the seed layer."""
     configs = [{"topic": None, "schedule": "none", "s": 0.0, "coeffs": {}}]
     for g in graphs:
-        chain = {layer: f for layer, f in g["chain"].items() if layer <= g["seed"]["layer"]}
+        chain = {layer: f for layer, f in g.chain.items() if layer <= g.seed["layer"]}
         for s in coefficients:
             for kind in ("single", *schedules):
                 coeffs = {layer: (chain[layer], c) for layer, c in schedule(kind, list(chain), s, alpha).items()}
-                configs.append({"topic": g["seed"]["topic"], "schedule": kind, "s": s, "coeffs": coeffs})
+                configs.append({"topic": g.seed["topic"], "schedule": kind, "s": s, "coeffs": coeffs})
     return configs
 
 
@@ -122,12 +123,12 @@ def steer(lm, saes, configs: list[dict], prompts: dict[str, list[str]], params: 
             for (i, topic, p), a, c in zip(rows, answers, coh)]
 
 
-def deactivate_graph(lm, saes, graphs: list[dict], prompts: dict[str, list[str]], factors: Sequence[float],
+def deactivate_graph(lm, saes, graphs: list[FlowGraph], prompts: dict[str, list[str]], factors: Sequence[float],
                      params: dict) -> list[dict]:
     """Scale every residual feature of each topic graph by r (all graph layers at once) on prompts about
     that topic; r = 1 is the unsteered baseline. One row per (topic, r, prompt)."""
-    jobs = [(g["seed"]["topic"], r, p) for g in graphs for r in (1.0, *factors) for p in prompts[g["seed"]["topic"]]]
-    chains = {g["seed"]["topic"]: g["chain"] for g in graphs}
+    jobs = [(g.seed["topic"], r, p) for g in graphs for r in (1.0, *factors) for p in prompts[g.seed["topic"]]]
+    chains = {g.seed["topic"]: g.chain for g in graphs}
 
     def edits_for(chunk):
         edits = []
