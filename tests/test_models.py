@@ -38,5 +38,5 @@ def test_dtype_and_device_parameters():
     assert str(next(torch_model(model).parameters()).dtype) == "torch.bfloat16"
     with pytest.raises(ValueError, match="dtype 'float64' is not one of float32, bfloat16, float16"):
         load_model("tiny:gemma2", dtype="float64")
-    with pytest.raises(ValueError, match="Model 'tiny:mamba' is not a model; the tiny families are gemma2, phi3, llama, gpt2."):
+    with pytest.raises(ValueError, match="Model 'tiny:mamba' is not a model; the tiny families are gemma2, gemma3, phi3, llama, gpt2."):
         load_model("tiny:mamba")

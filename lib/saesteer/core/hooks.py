@@ -5,7 +5,7 @@ its decoder layers and of the three positions every chapter uses:
 
 - ``resid_post``: the decoder layer's output (the residual stream after layer L);
 - ``attn_out``: what the attention sub-block adds to the residual stream
-  (after Gemma-2's ``post_attention_layernorm``);
+  (after Gemma-2's and Gemma-3's ``post_attention_layernorm``);
 - ``mlp_out``: what the MLP sub-block adds to the residual stream
   (after Gemma-2's ``post_feedforward_layernorm``).
 
@@ -35,6 +35,7 @@ class Layout:
 
 LAYOUTS: dict[str, Layout] = {
     "gemma2": Layout("model.layers", "post_attention_layernorm", "post_feedforward_layernorm", "model.norm"),
+    "gemma3_text": Layout("model.layers", "post_attention_layernorm", "post_feedforward_layernorm", "model.norm"),
     "phi3": Layout("model.layers", "self_attn.o_proj", "mlp", "model.norm"),
     "llama": Layout("model.layers", "self_attn.o_proj", "mlp", "model.norm"),
     "gpt2": Layout("transformer.h", "attn.c_proj", "mlp", "transformer.ln_f"),

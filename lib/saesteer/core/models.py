@@ -1,6 +1,7 @@
 """Loading language models and wrapping them for nnsight.
 
-A model is named by a hub id (``google/gemma-2-2b``), a local directory, or
+A model is named by a hub id (``google/gemma-2-2b``), a local directory, a model
+that installs from the package index (``gemma3-270m``: ``core.packaged``), or
 ``tiny:<family>`` for a small randomly initialised model built offline (used by
 tests and by the methods page). Every intervention of the study goes through
 the ``nnsight.TransformersModel`` this module returns.
@@ -17,6 +18,7 @@ import nnsight
 import torch
 import transformers
 
+from saesteer.core.packaged import PACKAGED, cached_model_dir
 from saesteer.core.tiny import FAMILIES, tiny_model_and_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -55,7 +57,7 @@ def wrap(model: transformers.PreTrainedModel, tokenizer) -> nnsight.Transformers
 def model_name_problem(name: str) -> str | None:
     """What is wrong with a model name, or None: a model is "organism", ``tiny:<family>``, a local
     directory or a hub id (``owner/name``); anything else is a typo, caught before anything loads."""
-    if name == "organism" or Path(name).is_dir():
+    if name == "organism" or name in PACKAGED or Path(name).is_dir():
         return None
     if name.startswith("tiny:"):
         return None if name[5:] in FAMILIES else f"the tiny families are {', '.join(FAMILIES)}"
@@ -63,7 +65,7 @@ def model_name_problem(name: str) -> str | None:
         return None
     if difflib.get_close_matches(name, ["organism"], n=1, cutoff=0.6):
         return "did you mean 'organism'?"
-    return "it must be 'organism', tiny:<family>, a local directory or a hub id (owner/name)"
+    return f"it must be 'organism', {', '.join(PACKAGED)}, tiny:<family>, a local directory or a hub id (owner/name)"
 
 
 def torch_model(lm: nnsight.TransformersModel) -> transformers.PreTrainedModel:
@@ -83,6 +85,10 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", seed: in
         raise ValueError(f"Model {name!r} is not a model; {problem}" + ("" if problem.endswith("?") else "."))
     if name.startswith("tiny:"):
         model, tokenizer = tiny_model_and_tokenizer(name.split(":", 1)[1], seed=seed)
+    elif name in PACKAGED:  # from the package index, through the same loading code as a local directory
+        folder = cached_model_dir(name)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
     else:
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(name)

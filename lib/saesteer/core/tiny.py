@@ -1,6 +1,6 @@
 """Tiny randomly initialised models of the real architectures, and random SAEs.
 
-The real-model path (Gemma-2, Phi-3, Llama, GPT-2) is exercised offline on
+The real-model path (Gemma-2, Gemma-3, Phi-3, Llama, GPT-2) is exercised offline on
 these: same transformers classes and module paths, a few layers, a word-level
 tokenizer, and sae-lens SAEs of matching width.
 """
@@ -15,7 +15,7 @@ from saesteer.core.tokenizer import word_tokenizer
 
 TINY_WORDS = [f"w{i}" for i in range(60)]  # 64 tokens with the specials
 TINY_SIZES = dict(hidden=32, intermediate=64, layers=2, heads=2)
-FAMILIES = ("gemma2", "phi3", "llama", "gpt2")
+FAMILIES = ("gemma2", "gemma3", "phi3", "llama", "gpt2")
 
 
 def _config(family: str, vocab: int) -> transformers.PretrainedConfig:
@@ -26,6 +26,10 @@ def _config(family: str, vocab: int) -> transformers.PretrainedConfig:
         "gemma2": lambda: transformers.Gemma2Config(
             hidden_size=h, intermediate_size=i, num_hidden_layers=n, num_attention_heads=a,
             num_key_value_heads=1, head_dim=h // a, attn_implementation="eager", **ids),
+        "gemma3": lambda: transformers.Gemma3TextConfig(  # Gemma 3 270M's class: sliding and full attention layers
+            hidden_size=h, intermediate_size=i, num_hidden_layers=n, num_attention_heads=a, num_key_value_heads=1,
+            head_dim=h // a, sliding_window=4, layer_types=["sliding_attention", "full_attention"][:n],
+            attn_implementation="eager", **ids),
         "phi3": lambda: transformers.Phi3Config(
             hidden_size=h, intermediate_size=i, num_hidden_layers=n, num_attention_heads=a,
             num_key_value_heads=a, **ids),
