@@ -17,6 +17,7 @@ from saesteer.core.interventions import (
     generate_with_edits,
     last_token_logits,
     prefix_cache,
+    read_activations,
 )
 from saesteer.core.models import torch_model
 
@@ -258,3 +259,14 @@ def test_one_generation_loop_batches_edits_per_batch_and_seeds_per_batch(tiny_mo
     greedy = generation.generate(model, prompts, (), max_new_tokens=4, batch_size=2)
     assert generation.generate_text(model, prompts, (), max_new_tokens=4, batch_size=2) == [
         text for ids in greedy for text in generation.answer_text(model.tokenizer, ids)]
+
+
+@pytest.mark.parametrize("family", ["gemma3", "gpt2"])
+def test_read_activations_stops_early_and_equals_a_full_forward(tiny_models, family):
+    model = tiny_models[family]
+    ids = model.tokenizer(["w1 w2 w3 w4", "w5 w6 w7 w8"], return_tensors="pt")["input_ids"]
+    sites = [Site(0, "mlp_out"), Site(0), Site(1, "attn_out")]
+    _, full = forward_with_edits(model, ids, read=sites)
+    early = read_activations(model, ids, sites)
+    for site in sites:
+        assert torch.equal(early[site], full[site])
