@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model gemma3-corpus
+.PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model gemma3-corpus bench-gemma3
 
 venv: $(STAMP)
 
@@ -65,6 +65,10 @@ bench: venv
 	$(PY) benchmarks/refusal_sweep.py
 	$(PY) benchmarks/flow_matching.py --layers 1
 	$(PY) benchmarks/output_scores.py
+
+# Activation collection on Gemma 3 270M against a bare forward (needs make gemma3-model and make gemma3-corpus).
+bench-gemma3: venv
+	$(PY) benchmarks/gemma3_collection.py
 
 clean:
 	rm -rf book/_build book/.partial
