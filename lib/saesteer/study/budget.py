@@ -1,7 +1,6 @@
 """GPU memory a chapter needs on a real model, computed from its parameter file.
 
-No GPU was lent to this study, so the real-model runs could not be measured;
-what can be computed exactly is what a run holds in memory: the model's
+The real-model runs have not been timed on a GPU; what can be computed exactly is what a run holds in memory: the model's
 weights (parameters counted on PyTorch's meta device from the architecture's
 published configuration, in the parameter file's dtype), every SAE the chapter
 loads (a ``Subject`` keeps each SAE it loaded, in float32), and the key-value
