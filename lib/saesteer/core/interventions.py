@@ -209,14 +209,16 @@ def forward_with_edits(model, prompts: Sequence[str] | torch.Tensor | Mapping, e
     return logits, saved
 
 
-def read_activations(model, inputs: torch.Tensor | Mapping, sites: Sequence[Site]) -> dict[Site, torch.Tensor]:
-    """The activations at ``sites`` of one forward pass that stops right after the last of them: no later
-    layer and no unembedding run (Gemma 3's is 262,144 x 640, most of a full forward's cost). ``inputs``
-    are token ids [batch, seq] or a tokenizer's encoding (ids with their attention mask)."""
+def read_activations(model, inputs: torch.Tensor | Mapping, sites: Sequence[Site],
+                     edits: Sequence[Edit] = ()) -> dict[Site, torch.Tensor]:
+    """The activations at ``sites`` (after ``edits``) of one forward pass that stops right after the last
+    site it visits: no later layer and no unembedding run (Gemma 3's is 262,144 x 640, most of a full
+    forward's cost). ``inputs`` are token ids [batch, seq] or a tokenizer's encoding (ids with their
+    attention mask)."""
     saved: dict[Site, torch.Tensor] = {}
     inputs = dict(inputs) if isinstance(inputs, Mapping) else inputs
     with torch.no_grad(), model.trace(inputs) as tracer:
-        visit_sites(model, (), sites, 0, saved)
+        visit_sites(model, edits, sites, 0, saved)
         tracer.stop()
     return saved
 

@@ -22,7 +22,7 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.training.sae_trainer import SAETrainer
 
 from saesteer.core.hooks import Site
-from saesteer.core.interventions import Ablate, Reconstruct, batches, forward_with_edits
+from saesteer.core.interventions import Ablate, Reconstruct, batches, forward_with_edits, read_activations
 
 
 @dataclass
@@ -42,7 +42,7 @@ def collect(model, rows: torch.Tensor, sites: Sequence[Site], batch_size: int = 
     """Activations at ``sites`` for every token of the packed ``rows`` [n_rows, context] -> {site: [tokens, d]}."""
     parts: dict[Site, list[torch.Tensor]] = {s: [] for s in sites}
     for chunk in batches(range(len(rows)), batch_size):
-        _, acts = forward_with_edits(model, rows[chunk], read=sites)
+        acts = read_activations(model, rows[chunk], sites)
         for site in sites:
             parts[site].append(acts[site].reshape(-1, acts[site].shape[-1]).float())
     return {site: torch.cat(p) for site, p in parts.items()}
