@@ -12,7 +12,6 @@ depth is known; then its stages, ``claims`` and figures.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import warnings
 from dataclasses import dataclass
@@ -95,10 +94,10 @@ def check_setting(chapter: ModuleType, setting: str | None) -> None:
     known = sorted(p.stem for p in folder.glob("*.yaml"))
     if setting is None or setting in known:
         return
-    close = difflib.get_close_matches(setting, known, n=1, cutoff=0.75)
-    if close:
+    hint = params.nearest(setting, known, cutoff=0.75)
+    if hint:
         raise params.ParameterError(f"Parameter 'setting' is {setting!r}, which is not a parameter file of this "
-                                    f"chapter; did you mean {close[0]!r}?")
+                                    f"chapter; {hint}")
 
 
 def check_device(device: str) -> None:

@@ -90,9 +90,9 @@ def check(name: str, value, spec: Param) -> None:
         raise ParameterError(f"Parameter {name!r} must name an existing file or directory; {value!r} does not exist.")
 
 
-def nearest(name: str, known) -> str:
-    """``did you mean ...`` words for a misspelt ``name`` (empty when nothing is close)."""
-    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+def nearest(name: str, known, cutoff: float = 0.6) -> str:
+    """``did you mean ...`` words for a misspelt ``name`` (empty when nothing is as close as ``cutoff``)."""
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=cutoff)
     return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 

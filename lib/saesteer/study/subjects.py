@@ -80,8 +80,7 @@ class Subject:
         missing, and check the others exist; returns the sites trained. A no-op for the organism and releases."""
         missing = [s for s in sites if self.sae_dir(s) is not None and not (self.sae_dir(s) / "cfg.json").is_file()]
         if missing and not self.params["sae_train_text"]:
-            raise ParameterError(f"Parameter 'sae_path' names {str(self.sae_dir(missing[0]))!r} for {missing[0]}, which holds "
-                                 "no SAE (cfg.json); fix the path, or give 'sae_train_text' to train the missing SAEs.")
+            raise self._missing_sae(missing[0])
         for site in bar(missing, "training SAEs", progress):
             train_sae_on_text(self.lm, site, Path(self.params["sae_train_text"]), self.sae_dir(site))
         return missing
@@ -95,13 +94,17 @@ class Subject:
         else:
             path = self.sae_dir(site)
             if not (path / "cfg.json").is_file():
-                todo = ("train it first with subject.prepare_saes (the explicit training stage)" if p["sae_train_text"]
-                        else "fix the path, or give 'sae_train_text' to train the missing SAEs")
-                raise ParameterError(f"Parameter 'sae_path' names {str(path)!r} for {site}, which holds no SAE "
-                                     f"(cfg.json); {todo}.")
+                raise self._missing_sae(site)
             sae = load_sae(path=str(path))
         check_fits(sae, self.lm, site)
         return sae.to(device_of(self.lm))
+
+    def _missing_sae(self, site: Site) -> ParameterError:
+        """The one sentence for a local SAE folder without an SAE: how to make it."""
+        todo = ("train it first with subject.prepare_saes (the explicit training stage)" if self.params["sae_train_text"]
+                else "fix the path, or give 'sae_train_text' to train the missing SAEs")
+        return ParameterError(f"Parameter 'sae_path' names {str(self.sae_dir(site))!r} for {site}, which holds no SAE "
+                              f"(cfg.json); {todo}.")
 
     def probes(self) -> dict | None:
         """The organism's ground-truth probe table, or None for a model without planted ground truth."""
