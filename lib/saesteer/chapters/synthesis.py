@@ -121,6 +121,18 @@ def place(rows: list[dict], layer: int, feature: int, cut: float) -> dict:
             "kind": io.classify(me["S_in"], me["S_out"], cut)}
 
 
+def layer_picks(chapter_a: dict, rows: list[dict], cut: float) -> list[dict]:
+    """Chapter A's best candidate at every searched layer, placed among its layer's scores (``place``)."""
+    return [place(rows, int(layer), s["best"][0]["feature"], cut) | {"selection gain": s["best"][0]["gain"]}
+            for layer, s in chapter_a["results"]["search"].items() if s["best"]]
+
+
+def candidate_scores(rows: list[dict], layer: int, cands: list[dict]) -> list[dict]:
+    """Chapter D's score rows of chapter A's candidates at ``layer``, in A's candidate order."""
+    by_feature = {r["feature"]: r for r in rows if r["layer"] == layer}
+    return [by_feature[c["feature"]] for c in cands]
+
+
 def plot_scores(rows: list[dict], layer: int, feature: int, candidates: list[int], cut: float, ax=None):
     """S_in against S_out of every feature at ``layer`` (no S_in: drawn at -0.1), A's candidates and feature marked."""
     import matplotlib.pyplot as plt
@@ -303,6 +315,11 @@ def pick_configs(chosen: dict[str, int], scale: list[float], multiple: float) ->
     """Baseline and each distinct pick clamped at ``multiple`` of its typical maximum (A's sweep configs)."""
     feats = list(dict.fromkeys(chosen.values()))
     return [rs.SweepConfig("baseline")] + [rs.SweepConfig(f"feature {f}", multiple, f, multiple * scale[f]) for f in feats]
+
+
+def pick_summaries(sweep: list[dict]) -> dict:
+    """Feature (None for the baseline) -> the headline numbers of its clamp (``rs.summary``)."""
+    return {r["feature"]: rs.summary(r["report"]) for r in sweep}
 
 
 def correlation(table: list[dict]) -> float:
