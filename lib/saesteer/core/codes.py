@@ -17,7 +17,7 @@ import torch
 from sae_lens import SAE
 
 from saesteer.core.hooks import Site
-from saesteer.core.interventions import Edit, read_activations
+from saesteer.core.interventions import Edit, forward_with_edits
 
 
 @dataclass
@@ -65,10 +65,10 @@ def counted(tokenizer, ids: torch.Tensor, attention_mask: torch.Tensor, bos: boo
 
 def read_tokens(lm, sites: Sequence[Site], inputs: Sequence[str] | torch.Tensor, *, edits: Sequence[Edit] = (),
                 bos: bool = False, padding_side: str | None = None, max_length: int | None = None) -> Batch:
-    """Activations at ``sites`` for ``inputs`` in one forward pass (with ``edits``) that stops after the last
-    site, with the ids that ran and the mask of the tokens that count, both from the same tokenization."""
+    """Activations at ``sites`` for ``inputs`` in one forward pass (with ``edits``), with the ids that ran and
+    the mask of the tokens that count, both from the same tokenization."""
     enc = tokenize(lm.tokenizer, inputs, padding_side, max_length)
-    acts = read_activations(lm, enc, list(sites), edits)
+    _, acts = forward_with_edits(lm, enc, edits, read=list(sites))
     return Batch(enc["input_ids"], counted(lm.tokenizer, enc["input_ids"], enc["attention_mask"], bos), acts)
 
 
