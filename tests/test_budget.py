@@ -4,16 +4,35 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+import transformers
 
+from saesteer.core.packaged import model_cache
 from saesteer.study import budget
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_parameter_counts_match_the_published_model_sizes():
-    """Counted on the meta device from the recorded shapes: Gemma-2-2B has 2.61B parameters, Phi-3 Mini 3.82B."""
+    """Counted on the meta device from the recorded shapes: Gemma-2-2B has 2.61B parameters, Phi-3 Mini 3.82B,
+    Gemma 3 270M 268M (its safetensors hold 268,098,176, the embedding tied to the unembedding)."""
     assert budget.n_parameters("google/gemma-2-2b") == 2_614_341_888
     assert budget.n_parameters("microsoft/Phi-3-mini-4k-instruct") == 3_821_079_552
+    assert budget.n_parameters("google/gemma-3-270m") == budget.n_parameters("google/gemma-3-270m-it") == 268_098_176
+
+
+def test_gemma3_shape_is_the_real_configs():
+    """The recorded Gemma 3 270M shape is that of the real config.json, where the packaged model's cache has one
+    (``make gemma3-model``): same shape fields, same parameter count."""
+    cached = model_cache() / "gemma3-270m"
+    if not (cached / "config.json").is_file():
+        pytest.skip("no de-quantised Gemma 3 270M in the cache (make gemma3-model)")
+    real = transformers.AutoConfig.from_pretrained(cached)
+    name, shape = budget.ARCHITECTURES["google/gemma-3-270m"]
+    assert type(real).__name__ == name and {k: getattr(real, k) for k in shape} == shape
+    with torch.device("meta"):
+        net = transformers.AutoModelForCausalLM.from_config(real)
+    assert sum(p.numel() for p in net.parameters()) == budget.n_parameters("google/gemma-3-270m")
 
 
 def test_sae_sites_follow_the_parameter_file():
@@ -21,17 +40,23 @@ def test_sae_sites_follow_the_parameter_file():
     assert budget.sae_sites("refusal_steering", {"search_layers": [6, 9], "layer": 12}, 26) == [
         (6, "resid_post"), (9, "resid_post"), (12, "resid_post")]
     assert budget.sae_width({"sae_id": "layer_3/width_65k/canonical"}, 2304) == 65 * 1024
+    assert budget.sae_width({"sae_id": "layer_{layer}_width_16k_l0_small"}, 640) == 16 * 1024  # Gemma Scope 2
     assert budget.sae_width({"sae_id": None}, 3072) == 8 * 3072
 
 
 def test_every_real_model_parameter_file_has_an_estimate():
     files = budget.real_model_files(ROOT)
-    assert len(files) == 5
-    rows = [budget.estimate(f) for f in files]
-    flow = next(r for r in rows if r["chapter"] == "feature_flow")
+    assert len(files) == 9
+    rows = {(r["chapter"], Path(r["parameter file"]).stem): r for r in map(budget.estimate, files)}
+    flow = rows["feature_flow", "gemma2-2b"]
     assert flow["SAEs"] == 78 and flow["total GiB"] == pytest.approx(
         flow["weights GiB"] + flow["SAEs GiB"] + flow["KV cache GiB"])
-    assert all(r["weights GiB"] == pytest.approx(2_614_341_888 * 2 / 2**30) for r in rows if "gemma" in r["model"])
+    assert rows["feature_flow", "gemma3-270m-scope2"]["SAEs"] == 54  # 3 positions x 18 layers
+    for row in rows.values():  # Gemma-2-2B in bfloat16, Gemma 3 270M in float32
+        if "gemma-2" in row["model"]:
+            assert row["weights GiB"] == pytest.approx(2_614_341_888 * 2 / 2**30)
+        if "gemma-3" in row["model"]:
+            assert row["weights GiB"] == pytest.approx(268_098_176 * 4 / 2**30) and row["SAE width"] == 16_384
 
 
 def test_an_unknown_model_is_named_in_the_error():

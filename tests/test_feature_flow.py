@@ -1,5 +1,5 @@
 """Chapter C: chunked matching, categories and groups, per-row deactivation, flow graphs, schedules, claims rules,
-and the notebook through papermill on a tiny Gemma2 with the real-model parameter file."""
+and the notebook through papermill on tiny Gemma-2 and Gemma 3 models with the real-model parameter files."""
 
 import json
 from pathlib import Path
@@ -125,10 +125,11 @@ def test_well_formed_reads_the_topic_grammar():
     assert ff.well_formed("wave wave wave .") == 0.0
 
 
-@pytest.mark.notebook
-def test_gemma_parameter_file_names_real_releases_and_runs_on_tiny_gemma2(tmp_path):
-    values = yaml.safe_load((PARAM_DIR / "gemma2-2b.yaml").read_text())
-    for layer in range(26):
+def _tiny_run(param_file: Path, family: str, n_layers: int, tmp_path: Path) -> dict:
+    """A real-model parameter file's releases exist at each of the model's ``n_layers`` layers; then the chapter
+    notebook runs with the file's values on a tiny ``family`` model, with random local SAEs at every position."""
+    values = yaml.safe_load(param_file.read_text())
+    for layer in range(n_layers):
         check_release(values["sae_release"], values["sae_id"].format(layer=layer))
         check_release(values["mlp_sae_release"], values["mlp_sae_id"].format(layer=layer))
     saes = tmp_path / "saes"
@@ -137,20 +138,37 @@ def test_gemma_parameter_file_names_real_releases_and_runs_on_tiny_gemma2(tmp_pa
     text = tmp_path / "corpus.txt"
     text.write_text("\n".join(" ".join(f"w{(i * 7 + j) % 60}" for j in range(20)) for i in range(40)))
     prompts = export_prompts(tmp_path / "prompts", ["topic"], 40)  # every topic has held-out prompts
-    overrides = {"model": "tiny:gemma2", "device": "cpu", "dtype": "float32", "prompts": str(prompts), "sae_release": None,
+    overrides = {"model": f"tiny:{family}", "device": "cpu", "dtype": "float32", "prompts": str(prompts), "sae_release": None,
                  "sae_id": None, "sae_path": str(saes / "{position}_{layer}"), "mlp_sae_release": None, "mlp_sae_id": None,
                  "mlp_sae_path": str(saes / "mlp_out_{layer}"), "attn_sae_path": str(saes / "attn_out_{layer}"),
                  "corpus_text": str(text), "corpus_rows": 8, "context": 16, "n_deactivate": 3, "min_active_tokens": 1,
                  "seed_layer": 1, "seed_features": ["1:3:sea", "0:5"], "steer_coefficients": [1.0, 8.0], "small_coefficients": 1,
-                 "steer_prompts": 2, "new_tokens": 4, "batch_size": 64, "deactivate_factors": [0.0, -2.0], "setting": "pytest-gemma2"}
+                 "steer_prompts": 2, "new_tokens": 4, "batch_size": 64, "deactivate_factors": [0.0, -2.0],
+                 "setting": f"pytest-{family}"}
     out = tmp_path / "chapter.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "feature_flow.ipynb"), str(out), parameters={**values, **overrides},
                                cwd=str(ROOT / "book"), kernel_name="python3", progress_bar=False)
-    saved = json.loads(run_results(tmp_path / "results", "feature_flow").read_text())["results"]
+    return json.loads(run_results(tmp_path / "results", "feature_flow").read_text())["results"]
+
+
+@pytest.mark.notebook
+def test_gemma_parameter_file_names_real_releases_and_runs_on_tiny_gemma2(tmp_path):
+    saved = _tiny_run(PARAM_DIR / "gemma2-2b.yaml", "gemma2", 26, tmp_path)
     assert [r["layer"] for r in saved["categories"]] == [0, 1] and len(saved["deactivation"]) == 4
     assert [g["seed"]["name"] for g in saved["graphs"]] == ["seed 1:3:sea", "seed 0:5"]
     assert {r["schedule"] for r in saved["steering"]} == {"none", "single", "constant", "linear", "exponential"}
     assert {c["verdict"] for c in saved["claims"] if c["claim"] == 3} == {"not tested"}  # no ground truth on a real model
+
+
+@pytest.mark.notebook
+def test_gemma3_scope2_parameter_file_names_real_releases_and_runs_on_tiny_gemma3(tmp_path):
+    """Gemma Scope 2 on Gemma 3 270M: residual and MLP releases at all 18 layers; attention SAEs are the reader's
+    (attn_sae_path), as Gemma Scope 2's att SAEs read o_proj's 1024-d input, not the 640-d attention output."""
+    values = yaml.safe_load((PARAM_DIR / "gemma3-270m-scope2.yaml").read_text())
+    assert values["model"] == "google/gemma-3-270m" and values["attn_sae_path"]
+    saved = _tiny_run(PARAM_DIR / "gemma3-270m-scope2.yaml", "gemma3", 18, tmp_path)
+    assert [r["layer"] for r in saved["categories"]] == [0, 1] and len(saved["deactivation"]) == 4
+    assert {r["schedule"] for r in saved["steering"]} == {"none", "single", "constant", "linear", "exponential"}
 
 
 def test_coherence_is_one_over_the_shared_perplexity_independent_of_the_batch_and_zero_for_empty_answers(tiny_models):

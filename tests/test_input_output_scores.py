@@ -1,4 +1,5 @@
-"""Chapter D: the logit lens, the scores (batched = one feature at a time), the filter curve, and the notebook on tiny Gemma-2."""
+"""Chapter D: the logit lens, the scores (batched = one feature at a time), the filter curve, and the notebook on tiny
+Gemma-2 and Gemma 3 models with the real-model parameter files."""
 
 import json
 from pathlib import Path
@@ -100,9 +101,10 @@ def test_bad_parameters_stop_with_one_sentence():
         chapter.check_params({"min_examples": 50, "max_examples": 20, "factors": [1.0]})
 
 
-@pytest.mark.notebook
-def test_gemma_parameter_file_names_real_saes_and_runs_on_tiny_gemma2(tmp_path):
-    values = yaml.safe_load((PARAM_DIR / "gemma2-2b.yaml").read_text())
+def _tiny_run(param_file: Path, family: str, tmp_path: Path) -> tuple[dict, dict]:
+    """The file's values and the saved results of the chapter notebook run with them on a tiny ``family`` model with
+    random local SAEs, after checking the file's release names an SAE at each of its layers."""
+    values = yaml.safe_load(param_file.read_text())
     for layer in values["layers"]:
         check_release(values["sae_release"], values["sae_id"].format(layer=layer))
     for layer in (0, 1):
@@ -111,20 +113,32 @@ def test_gemma_parameter_file_names_real_saes_and_runs_on_tiny_gemma2(tmp_path):
     corpus, prefixes = tmp_path / "corpus.txt", tmp_path / "prefixes.txt"
     corpus.write_text("\n".join(" ".join(f"w{i}" for i in rng.integers(3, 60, 12)) for _ in range(40)))
     prefixes.write_text("\n".join(" ".join(f"w{i}" for i in rng.integers(3, 60, 5)) for _ in range(4)))
-    overrides = {"model": "tiny:gemma2", "device": "cpu", "dtype": "float32", "sae_release": None, "sae_id": None,
+    overrides = {"model": f"tiny:{family}", "device": "cpu", "dtype": "float32", "sae_release": None, "sae_id": None,
                  "sae_path": str(tmp_path / "saes" / "{position}_{layer}"), "layers": [], "corpus_text": str(corpus),
                  "corpus_docs": 40, "prefixes_text": str(prefixes), "n_prefixes": 4, "neutral_prompt": "w1 w2 w3",
                  "gen_tokens": 4, "gen_features": 4, "sweep_features": 3, "factors": [1.0, 10.0], "lens_k": 5,
-                 "min_examples": 5, "batch_size": 64, "setting": "pytest-gemma2"}
+                 "min_examples": 5, "batch_size": 64, "setting": f"pytest-{family}"}
     out = tmp_path / "chapter.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "input_output_scores.ipynb"), str(out),
                                parameters={**values, **overrides}, cwd=str(ROOT / "book"), kernel_name="python3",
                                progress_bar=False)
-    saved = json.loads(run_results(tmp_path / "results", "input_output_scores").read_text())
+    return values, json.loads(run_results(tmp_path / "results", "input_output_scores").read_text())
+
+
+@pytest.mark.notebook
+def test_gemma_parameter_file_names_real_saes_and_runs_on_tiny_gemma2(tmp_path):
+    values, saved = _tiny_run(PARAM_DIR / "gemma2-2b.yaml", "gemma2", tmp_path)
     assert len(saved["results"]["scores"]) == 2 * 64  # every feature of both layers
     assert len(saved["results"]["claims"]) == 5
     curves = saved["results"]["curves"]  # at the rule's factor and at the strongest factor (10)
     assert "10.0" in curves and all(len(c) == 1 + len(values["thresholds"]) for c in curves.values())
+
+
+@pytest.mark.notebook
+def test_gemma3_scope2_parameter_file_names_real_saes_and_runs_on_tiny_gemma3(tmp_path):
+    values, saved = _tiny_run(PARAM_DIR / "gemma3-270m-scope2.yaml", "gemma3", tmp_path)
+    assert len(saved["results"]["scores"]) == 2 * 64 and len(saved["results"]["claims"]) == 5
+    assert all(len(c) == 1 + len(values["thresholds"]) for c in saved["results"]["curves"].values())
 
 
 def test_running_top_examples_do_not_depend_on_the_batching(tiny_models, sae):

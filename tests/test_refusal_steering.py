@@ -7,6 +7,7 @@ import papermill
 import pytest
 import torch
 import yaml
+from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
 from conftest import run_results
 from saesteer.analyses import refusal as rs
@@ -120,6 +121,21 @@ def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_p
     for layer in (0, 1):
         random_sae(32, d_sae=64, k=8, seed=layer).save_model(str(tmp_path / "saes" / f"resid_post_{layer}"))
     saved = _tiny_run(PARAM_DIR / "gemma2-2b-it.yaml", "gemma2", tmp_path, prompt_folder,
+                      sae_path=str(tmp_path / "saes" / "{position}_{layer}"))
+    assert saved["results"]["layer"] in (0, 1) and len(saved["results"]["claims"]) == 5
+    assert {r["setting"] for r in saved["results"]["tradeoff"]} >= {"refusal feature", "conditional"}
+
+
+@pytest.mark.notebook
+def test_gemma3_scope2_parameter_file_names_an_instruct_release_and_runs_on_tiny_gemma3(tmp_path, prompt_folder):
+    """Gemma 3 270M-it with Gemma Scope 2's SAEs trained on that instruct model (sae-lens names it as their model)."""
+    values = yaml.safe_load((PARAM_DIR / "gemma3-270m-it-scope2.yaml").read_text())
+    assert get_pretrained_saes_directory()[values["sae_release"]].model == values["model"] == "google/gemma-3-270m-it"
+    for layer in values["search_layers"]:
+        check_release(values["sae_release"], values["sae_id"].format(layer=layer))
+    for layer in (0, 1):
+        random_sae(32, d_sae=64, k=8, seed=layer).save_model(str(tmp_path / "saes" / f"resid_post_{layer}"))
+    saved = _tiny_run(PARAM_DIR / "gemma3-270m-it-scope2.yaml", "gemma3", tmp_path, prompt_folder,
                       sae_path=str(tmp_path / "saes" / "{position}_{layer}"))
     assert saved["results"]["layer"] in (0, 1) and len(saved["results"]["claims"]) == 5
     assert {r["setting"] for r in saved["results"]["tradeoff"]} >= {"refusal feature", "conditional"}

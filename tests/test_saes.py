@@ -16,6 +16,10 @@ REAL_IDS = [  # ids the real-model parameter files use (see shared REAL-MODELS n
     ("gemma-scope-2b-pt-mlp-canonical", "layer_3/width_16k/canonical"),
     ("gemma-scope-9b-it-res-canonical", "layer_20/width_16k/canonical"),
     ("goodfire-llama-3.1-8b-instruct", "layer_19"),
+    ("gemma-scope-2-270m-pt-res-all", "layer_17_width_16k_l0_small"),  # Gemma Scope 2: every layer 0-17
+    ("gemma-scope-2-270m-pt-mlp-all", "layer_0_width_16k_l0_small"),
+    ("gemma-scope-2-270m-pt-att-all", "layer_9_width_16k_l0_small"),  # named in the feature_flow file's header only
+    ("gemma-scope-2-270m-it-res-all", "layer_12_width_16k_l0_small"),
 ]
 
 

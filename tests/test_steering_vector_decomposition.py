@@ -1,5 +1,5 @@
 """Chapter B: CAA vectors, batched steering, the negative-projection and OMP machinery, the claims rules, and
-the notebook on a tiny Gemma-2 with the real-model parameter file."""
+the notebook on tiny Gemma-2 and Gemma 3 models with the real-model parameter files."""
 
 import json
 from pathlib import Path
@@ -146,21 +146,35 @@ def test_bad_parameters_stop_with_one_sentence():
         chapter.check_params(good | {"pairs": "no/such/file.jsonl"})
 
 
-@pytest.mark.notebook
-def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_path):
-    values = yaml.safe_load((PARAM_DIR / "gemma2-2b.yaml").read_text())
-    check_release(values["sae_release"], values["sae_id"].format(layer=values["layer"]))
+def _tiny_run(param_file: Path, family: str, tmp_path: Path) -> dict:
+    """The chapter notebook with a real-model parameter file's values (its release named at every layer it uses), on a
+    tiny ``family`` model with random local SAEs."""
+    values = yaml.safe_load(param_file.read_text())
+    for layer in {values["layer"], *values["layers"]}:
+        check_release(values["sae_release"], values["sae_id"].format(layer=layer))
     for layer in (0, 1):
         random_sae(32, d_sae=64, k=8, seed=layer).save_model(str(tmp_path / "saes" / f"resid_post_{layer}"))
     pair_file = tmp_path / "pairs.jsonl"
     pair_file.write_text("\n".join(json.dumps(p.__dict__) for p in TINY_PAIRS) + "\n")
-    overrides = {"model": "tiny:gemma2", "device": "cpu", "dtype": "float32", "sae_release": None, "sae_id": None,
+    overrides = {"model": f"tiny:{family}", "device": "cpu", "dtype": "float32", "sae_release": None, "sae_id": None,
                  "sae_path": str(tmp_path / "saes" / "{position}_{layer}"), "pairs": str(pair_file), "layer": None,
                  "layers": [0, 1], "n_pairs": 8, "n_eval": 8, "n_layer_eval": 4, "n_norm_tokens": 100, "recon_k": 4,
-                 "batch_size": 16, "setting": "pytest-gemma2"}
+                 "batch_size": 16, "setting": f"pytest-{family}"}
     papermill.execute_notebook(str(ROOT / "notebooks" / "steering_vector_decomposition.ipynb"), str(tmp_path / "out.ipynb"),
                                parameters={**values, **overrides}, cwd=str(ROOT / "book"), kernel_name="python3",
                                progress_bar=False)
-    saved = json.loads(run_results(tmp_path / "results", "steering_vector_decomposition").read_text())
+    return json.loads(run_results(tmp_path / "results", "steering_vector_decomposition").read_text())
+
+
+@pytest.mark.notebook
+def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_path):
+    saved = _tiny_run(PARAM_DIR / "gemma2-2b.yaml", "gemma2", tmp_path)
+    assert saved["results"]["layer"] in (0, 1) and len(saved["results"]["claims"]) == 6
+    assert {r["vector"] for r in saved["results"]["steering"]} >= {"v", "SAE reconstruction", "random direction"}
+
+
+@pytest.mark.notebook
+def test_gemma3_scope2_parameter_file_names_a_real_release_and_runs_on_tiny_gemma3(tmp_path):
+    saved = _tiny_run(PARAM_DIR / "gemma3-270m-scope2.yaml", "gemma3", tmp_path)
     assert saved["results"]["layer"] in (0, 1) and len(saved["results"]["claims"]) == 6
     assert {r["vector"] for r in saved["results"]["steering"]} >= {"v", "SAE reconstruction", "random direction"}

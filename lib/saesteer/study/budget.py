@@ -26,11 +26,15 @@ ARCHITECTURES = {  # hub id -> (transformers config class, its published config.
     "google/gemma-2-2b": ("Gemma2Config", dict(
         vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
         num_key_value_heads=4, head_dim=256)),
+    "google/gemma-3-270m": ("Gemma3TextConfig", dict(  # tied embeddings: 268,098,176 parameters, as in its safetensors
+        vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=256)),
     "microsoft/Phi-3-mini-4k-instruct": ("Phi3Config", dict(
         vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32, num_attention_heads=32,
         num_key_value_heads=32)),
 }
 ARCHITECTURES["google/gemma-2-2b-it"] = ARCHITECTURES["google/gemma-2-2b"]
+ARCHITECTURES["google/gemma-3-270m-it"] = ARCHITECTURES["google/gemma-3-270m"]
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 PHI3_SAE_EXPANSION = 8  # the refusal paper's SAEs on Phi-3 Mini: 8x the residual width (TopK, k = 32)
 GENERATED_CONTEXT = 512  # tokens of prompt + answer held in the key-value cache per generated row
@@ -68,7 +72,8 @@ def sae_sites(chapter: str, values: dict, n_layers: int) -> list[tuple[int, str]
 
 
 def sae_width(values: dict, d_model: int) -> int:
-    """Features per SAE: from a Gemma Scope id (``width_16k`` = 16,384), else the Phi-3 SAEs' expansion."""
+    """Features per SAE: from a Gemma Scope id (``width_16k`` = 16,384; Gemma Scope 2's ``layer_3_width_16k_l0_small``
+    too), else the Phi-3 SAEs' expansion."""
     found = re.search(r"width_(\d+)k", values.get("sae_id") or "")
     return int(found.group(1)) * 1024 if found else PHI3_SAE_EXPANSION * d_model
 
