@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model gemma3-corpus bench-gemma3
+.PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model gemma3-corpus bench-gemma3 gemma3
 
 venv: $(STAMP)
 
@@ -37,6 +37,11 @@ gemma3-model: venv
 # ~/.cache/saesteer/gemma3/corpus/; the manifest data/gemma3/corpus.json is committed. Kept when current.
 gemma3-corpus: venv
 	$(PY) -m saesteer.gemma3.corpus
+
+# Gemma 3 270M's SAEs: corpus -> token rows -> normalisation -> SAEs -> quality, each stage skipped when its
+# artifact matches data/gemma3/saes.json; resumes after an interruption. About an hour on 2 CPU cores.
+gemma3: gemma3-model
+	$(PY) -m saesteer.gemma3
 
 chapters: venv
 	$(PY) -m saesteer.study.pipeline

@@ -159,21 +159,27 @@ class BoostEach(FeatureEdit):
 
 @dataclass(kw_only=True)
 class Reconstruct(Edit):
-    """Replace the activation by the SAE's reconstruction, error term dropped (for loss recovered)."""
+    """Replace the activation by the SAE's reconstruction, error term dropped (for loss recovered); positions
+    before ``from_position`` keep theirs (1 leaves a leading ``<bos>`` alone, as SAE evaluations do: no
+    SAE here is trained on it, and Gemma 3's is ~16x the median norm)."""
 
     sae: SAE
+    from_position: int = 0
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.sae.W_dec.dtype
-        return self.sae.decode(self.sae.encode(x.to(dtype))).to(x.dtype)
+        tail = x[:, self.from_position:]
+        return torch.cat([x[:, :self.from_position], self.sae.decode(self.sae.encode(tail.to(dtype))).to(x.dtype)], 1)
 
 
 @dataclass(kw_only=True)
 class Ablate(Edit):
-    """Replace the activation by zeros (the baseline of loss recovered)."""
+    """Replace the activation by zeros from ``from_position`` on (the baseline of loss recovered)."""
+
+    from_position: int = 0
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x)
+        return torch.cat([x[:, :self.from_position], torch.zeros_like(x[:, self.from_position:])], 1)
 
 
 def visit_sites(model, edits: Sequence[Edit], read: Sequence[Site], step: int, saved: dict) -> None:
