@@ -2,44 +2,15 @@
 resuming after an interruption, the folded normalisation, and the errors of bad input."""
 
 import json
-import random
 
 import pytest
 import torch
 from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
 
+from conftest import tiny_config, write_corpus
 from saesteer.core.hooks import Site
 from saesteer.gemma3 import build as gb
 from saesteer.gemma3.saes import BuildConfig, SiteNorm, activation_stream, estimate_norms, token_rows
-
-SOURCES = ("fortunes", "wordnet", "python-docs")
-
-
-def tiny_config(**changes) -> BuildConfig:
-    values = dict(n_layers=2, band=(0, 1), topk_layers=(1,), width=64, target_l0=8, k=4, samples=64 * 6, batch=64,
-                  context=16, chunk_rows=12, batches_per_chunk=2, norm_rows=8, heldout_rows=8, loss_rows=4,
-                  loss_positions=4, checkpoints=2)
-    return BuildConfig(**(values | changes))
-
-
-def write_corpus(folder, docs_per_source: int = 60):
-    """A miniature corpus in the real one's format: documents of the tiny tokenizer's words."""
-    rng = random.Random(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", docs_per_source), ("heldout", docs_per_source // 3)):
-        with open(folder / f"{split}.jsonl", "w") as handle:
-            for source in SOURCES:
-                for _ in range(n):
-                    text = " ".join(f"w{rng.randrange(60)}" for _ in range(rng.randrange(8, 30)))
-                    handle.write(json.dumps({"source": source, "text": text}) + "\n")
-    return folder
-
-
-@pytest.fixture
-def tiny_build(tmp_path, tiny_models):
-    return gb.Build(cfg=tiny_config(), model_name="tiny:gemma3", device="cpu", cache=tmp_path / "cache",
-                    corpus_dir=write_corpus(tmp_path / "corpus"), manifest_path=tmp_path / "saes.json",
-                    quality_path=tmp_path / "quality.json", progress=False)
 
 
 def test_the_plan_covers_every_layer_and_the_band():
@@ -98,6 +69,7 @@ def test_the_build_runs_every_stage_then_skips_them(tiny_build, capsys):
     assert gb.run(tiny_build) == list(gb.STAGES)
     manifest = tiny_build.manifest()
     assert set(manifest["stages"]) == set(gb.STAGES) and manifest["config"]["width"] == 64
+    assert manifest["model_checksums"] == {} and set(manifest["corpus"]) == {"train", "heldout"}
     quality = json.loads(tiny_build.quality_path.read_text())["saes"]
     assert [q["sae"] for q in quality] == [
         "jumprelu_attn_out_0", "jumprelu_mlp_out_0", "jumprelu_resid_post_0", "jumprelu_attn_out_1",
@@ -151,6 +123,12 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(tiny_build, tmp_pat
     for spec in tiny_build.cfg.specs():
         a, b = gb.load_sae(tiny_build, spec.name), gb.load_sae(fresh, spec.name)
         assert torch.allclose(a.W_dec, b.W_dec, atol=1e-5), spec.name
+
+
+def test_the_command_answers_bad_sizes_in_one_sentence(capsys):
+    assert gb.main(["--width", "16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Sparsity") and err.count("\n") == 0
 
 
 def test_a_width_that_cannot_fit_in_memory_is_refused_before_training():

@@ -29,7 +29,7 @@ from sae_lens.training.multi_sae_trainer import MultiSAETrainer
 
 from saesteer.core.files import repo_root, write_json
 from saesteer.core.models import load_model
-from saesteer.core.packaged import model_cache, sha256_file
+from saesteer.core.packaged import PACKAGED, SOURCE_FILE, model_cache, sha256_file
 from saesteer.gemma3 import corpus
 from saesteer.gemma3.saes import (
     BuildConfig,
@@ -116,13 +116,27 @@ class Build:
             raise StaleArtifacts(f"The {stage} stage's artifacts were built from another configuration, model or "
                                  f"corpus; pass --force to rebuild and replace them.")
 
-    def record(self, stage: str, seconds: float) -> None:
+    def record_inputs(self) -> dict:
+        """Write what the stages were built from into the manifest: the model and its checksums, the
+        corpus files' hashes and the configuration (seeds included)."""
         manifest = self.manifest()
-        manifest.update(model=self.model_name, config=self.cfg.to_json(), corpus=corpus_record(self.corpus_dir))
+        manifest.update(model=self.model_name, model_checksums=model_checksums(self.model_name),
+                        config=self.cfg.to_json(), corpus=corpus_record(self.corpus_dir))
+        write_json(self.manifest_path, manifest)
+        return manifest
+
+    def record(self, stage: str, seconds: float) -> None:
+        manifest = self.record_inputs()
         manifest.setdefault("stages", {})[stage] = {
             "key": self.inputs_key(), "seconds": round(seconds, 1), "machine": machine(self.model),
             "sha256": {str(p.relative_to(self.root(p))): sha256_file(p) for p in self.artifacts(stage)}}
         write_json(self.manifest_path, manifest)
+
+
+def model_checksums(name: str) -> dict:
+    """The packaged model's GGUF sha256 and its de-quantised weights' sha256 (empty for other models)."""
+    source = model_cache() / name / SOURCE_FILE
+    return json.loads(source.read_text()) if name in PACKAGED and source.is_file() else {}
 
 
 def corpus_record(folder: Path) -> dict:
@@ -285,6 +299,8 @@ def run(build: Build, until: str = "quality") -> list[str]:
         ran.append(stage)
     if not ran:
         print("every stage is current: nothing to do")
+        if build.manifest().get("model_checksums") != model_checksums(build.model_name):
+            build.record_inputs()
     return ran
 
 
@@ -298,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("width", args.width), ("samples", args.samples)) if v is not None}
     try:
-        corpus.build(tokenizer=corpus.gemma3_tokenizer())
         build = Build(cfg=BuildConfig(**overrides), device=args.device, force=args.force)
+        corpus.build(tokenizer=corpus.gemma3_tokenizer())
         run(build, args.until)
     except (ValueError, FileNotFoundError, MemoryError, StaleArtifacts, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

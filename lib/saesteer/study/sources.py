@@ -1,6 +1,7 @@
-"""What a chapter's results depend on: its notebook, the library modules it imports (transitively), and
-the organism's manifest. A digest of exactly these makes a chapter stale when, and only when, one of
-them changes: a docstring edit in chapter C's figures re-executes chapter C, not all eight pages.
+"""What a chapter's results depend on: its notebook, the library modules it imports (transitively), the
+organism's manifest, and the real model's records (``data/gemma3/*.json``) for pages that read them. A
+digest of exactly these makes a chapter stale when, and only when, one of them changes: a docstring edit
+in chapter C's figures re-executes chapter C, not all eight pages.
 """
 
 from __future__ import annotations
@@ -81,4 +82,7 @@ def chapter_digest(root: Path, chapter: str) -> hashlib._Hash:
     manifest = root / "data" / "organism" / "manifest.json"
     if manifest.exists():
         digest.update(manifest.read_bytes())
+    if any(name.startswith(f"{PACKAGE}.gemma3") for name in notebook_modules(notebook)):
+        for record in sorted((root / "data" / "gemma3").glob("*.json")):  # the real model's manifests and quality
+            digest.update(record.name.encode() + record.read_bytes())
     return digest
