@@ -237,7 +237,7 @@ def start_thresholds(saes: dict, specs, model, rows: torch.Tensor, norms: dict, 
     jump = [spec for spec in specs if spec.architecture == "jumprelu"]
     acts = site_tokens(model, rows, sorted({spec.site for spec in jump}, key=lambda s: s.order))
     for spec in jump:
-        x = norms[spec.site].apply(acts[spec.site], cfg.outlier_factor).to(model.device)
+        x = norms[spec.site].apply(acts[spec.site], cfg.outlier_factor)  # on the CPU, like the fresh SAEs
         calibrate_threshold(saes[spec.name], x[:4096], cfg.target_l0)
 
 
