@@ -70,8 +70,10 @@ bench: venv
 	$(PY) benchmarks/refusal_sweep.py
 	$(PY) benchmarks/flow_matching.py --layers 1
 	$(PY) benchmarks/output_scores.py
+	$(PY) benchmarks/gemma3_collection.py
 
-# Activation collection on Gemma 3 270M against a bare forward (needs make gemma3-model and make gemma3-corpus).
+# The Gemma 3 SAE build's costs: activation collection against a bare forward (float32 and bfloat16, with the
+# loss bfloat16 costs) and SAE training samples/s (needs make gemma3-model and make gemma3-corpus).
 bench-gemma3: venv
 	$(PY) benchmarks/gemma3_collection.py
 
