@@ -113,17 +113,22 @@ def _tiny_run(param_file: Path, family: str, tmp_path: Path, prompt_folder: Path
     return json.loads(run_results(tmp_path / "results", "refusal_steering").read_text())
 
 
-@pytest.mark.notebook
-def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_path, prompt_folder):
-    values = yaml.safe_load((PARAM_DIR / "gemma2-2b-it.yaml").read_text())
+def _hub_file_runs_on_tiny(name: str, family: str, tmp_path, prompt_folder) -> None:
+    """A hub parameter file names released SAEs at every searched layer and runs on the tiny ``family`` model
+    with random local SAEs in their place."""
+    values = yaml.safe_load((PARAM_DIR / name).read_text())
     for layer in values["search_layers"]:
         check_release(values["sae_release"], values["sae_id"].format(layer=layer))
     for layer in (0, 1):
         random_sae(32, d_sae=64, k=8, seed=layer).save_model(str(tmp_path / "saes" / f"resid_post_{layer}"))
-    saved = _tiny_run(PARAM_DIR / "gemma2-2b-it.yaml", "gemma2", tmp_path, prompt_folder,
-                      sae_path=str(tmp_path / "saes" / "{position}_{layer}"))
+    saved = _tiny_run(PARAM_DIR / name, family, tmp_path, prompt_folder, sae_path=str(tmp_path / "saes" / "{position}_{layer}"))
     assert saved["results"]["layer"] in (0, 1) and len(saved["results"]["claims"]) == 5
     assert {r["setting"] for r in saved["results"]["tradeoff"]} >= {"refusal feature", "conditional"}
+
+
+@pytest.mark.notebook
+def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_path, prompt_folder):
+    _hub_file_runs_on_tiny("gemma2-2b-it.yaml", "gemma2", tmp_path, prompt_folder)
 
 
 @pytest.mark.notebook
@@ -131,14 +136,7 @@ def test_gemma3_scope2_parameter_file_names_an_instruct_release_and_runs_on_tiny
     """Gemma 3 270M-it with Gemma Scope 2's SAEs trained on that instruct model (sae-lens names it as their model)."""
     values = yaml.safe_load((PARAM_DIR / "gemma3-270m-it-scope2.yaml").read_text())
     assert get_pretrained_saes_directory()[values["sae_release"]].model == values["model"] == "google/gemma-3-270m-it"
-    for layer in values["search_layers"]:
-        check_release(values["sae_release"], values["sae_id"].format(layer=layer))
-    for layer in (0, 1):
-        random_sae(32, d_sae=64, k=8, seed=layer).save_model(str(tmp_path / "saes" / f"resid_post_{layer}"))
-    saved = _tiny_run(PARAM_DIR / "gemma3-270m-it-scope2.yaml", "gemma3", tmp_path, prompt_folder,
-                      sae_path=str(tmp_path / "saes" / "{position}_{layer}"))
-    assert saved["results"]["layer"] in (0, 1) and len(saved["results"]["claims"]) == 5
-    assert {r["setting"] for r in saved["results"]["tradeoff"]} >= {"refusal feature", "conditional"}
+    _hub_file_runs_on_tiny("gemma3-270m-it-scope2.yaml", "gemma3", tmp_path, prompt_folder)
 
 
 @pytest.mark.notebook

@@ -30,6 +30,7 @@ from sae_lens.training.multi_sae_trainer import MultiSAETrainer
 from saesteer.core.files import repo_root, write_json
 from saesteer.core.models import load_model
 from saesteer.core.packaged import PACKAGED, SOURCE_FILE, model_cache, sha256_file
+from saesteer.core.progress import bar
 from saesteer.gemma3 import corpus
 from saesteer.gemma3.saes import (
     BuildConfig,
@@ -116,17 +117,14 @@ class Build:
             raise StaleArtifacts(f"The {stage} stage's artifacts were built from another configuration, model or "
                                  f"corpus; pass --force to rebuild and replace them.")
 
-    def record_inputs(self) -> dict:
-        """Write what the stages were built from into the manifest: the model and its checksums, the
-        corpus files' hashes and the configuration (seeds included)."""
-        manifest = self.manifest()
-        manifest.update(model=self.model_name, model_checksums=model_checksums(self.model_name),
-                        config=self.cfg.to_json(), corpus=corpus_record(self.corpus_dir))
-        write_json(self.manifest_path, manifest)
-        return manifest
+    def with_inputs(self) -> dict:
+        """The manifest with what the stages were built from: the model and its checksums, the corpus
+        files' hashes and the configuration (seeds included)."""
+        return self.manifest() | {"model": self.model_name, "model_checksums": model_checksums(self.model_name),
+                                  "config": self.cfg.to_json(), "corpus": corpus_record(self.corpus_dir)}
 
     def record(self, stage: str, seconds: float) -> None:
-        manifest = self.record_inputs()
+        manifest = self.with_inputs()
         manifest.setdefault("stages", {})[stage] = {
             "key": self.inputs_key(), "seconds": round(seconds, 1), "machine": machine(self.model),
             "sha256": {str(p.relative_to(self.root(p))): sha256_file(p) for p in self.artifacts(stage)}}
@@ -210,12 +208,13 @@ def run_train(build: Build) -> None:
     cfg, model = build.cfg, build.model
     d_in = model.config.hidden_size
     check_memory(cfg, d_in)
-    rows = torch.load(build.cache / "tokens.pt")["train"][:cfg.train_rows()]
+    train_rows = torch.load(build.cache / "tokens.pt")["train"]
+    rows = train_rows[:cfg.train_rows()]
     norms = load_norms(build.cache / "norms.pt", cfg.sites())
     torch.manual_seed(cfg.seed)
     specs = cfg.specs()
     saes = {spec.name: training_sae(spec, d_in, cfg) for spec in specs}
-    start_thresholds(saes, specs, model, torch.load(build.cache / "tokens.pt")["train"][-cfg.norm_rows:], norms, cfg)
+    start_thresholds(saes, specs, model, train_rows[-cfg.norm_rows:], norms, cfg)
     folder = checkpoints_dir(build)
     trainer = MultiSAETrainer(trainer_config(cfg, model.device.type, folder), saes,
                               {spec.name: str(spec.site) for spec in specs}, iter(()), save_checkpoint_fn=keep_only)
@@ -265,17 +264,12 @@ def run_quality(build: Build) -> None:
     clean = probe.loss(model)
     acts = site_tokens(model, heldout[:cfg.heldout_rows], cfg.sites())
     rows = []
-    for site in progress_bar(cfg.sites(), "SAE quality", build.progress):
+    for site in bar(cfg.sites(), "SAE quality", build.progress):
         names = [spec.name for spec in cfg.specs() if spec.site == site]
         saes = {n: load_sae(build, n) for n in names}
         rows += site_quality(model, probe, site, saes, acts.pop(site).to(model.device), clean)
     write_json(build.quality_path, {"heldout_tokens": int(cfg.heldout_rows * (cfg.context - 1)),
                                     "loss_tokens": int(cfg.loss_rows * cfg.loss_positions), "saes": rows})
-
-
-def progress_bar(items, desc: str, show: bool):
-    from saesteer.core.progress import bar
-    return bar(items, desc, show)
 
 
 RUNNERS = {"tokens": run_tokens, "norms": run_norms, "train": run_train, "quality": run_quality}
@@ -300,7 +294,7 @@ def run(build: Build, until: str = "quality") -> list[str]:
     if not ran:
         print("every stage is current: nothing to do")
         if build.manifest().get("model_checksums") != model_checksums(build.model_name):
-            build.record_inputs()
+            write_json(build.manifest_path, build.with_inputs())
     return ran
 
 

@@ -30,8 +30,8 @@ from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEC
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
 from saesteer.core.hooks import Site
-from saesteer.core.interventions import Ablate, Reconstruct, batches, forward_with_edits, read_activations
-from saesteer.core.sae_training import reconstruction_stats
+from saesteer.core.interventions import Ablate, Reconstruct, batches, forward_with_edits
+from saesteer.core.sae_training import collect, reconstruction_stats
 from saesteer.core.tokenizer import pack_rows
 
 ARCHITECTURES = ("jumprelu", "topk")
@@ -187,13 +187,9 @@ class SiteNorm:
 
 
 def site_tokens(model, rows: torch.Tensor, sites: Sequence[Site], batch_rows: int = 16) -> dict[Site, torch.Tensor]:
-    """Float32 activations [tokens, d] at ``sites`` of every non-``<bos>`` token of ``rows``."""
-    parts: dict[Site, list[torch.Tensor]] = {s: [] for s in sites}
-    for chunk in batches(range(len(rows)), batch_rows):
-        acts = read_activations(model, rows[chunk].to(model.device), sites)
-        for site in sites:
-            parts[site].append(acts[site][:, 1:].flatten(0, 1).float().cpu())
-    return {site: torch.cat(p) for site, p in parts.items()}
+    """Float32 activations [tokens, d] (on the CPU) at ``sites`` of every non-``<bos>`` token of ``rows``."""
+    acts = collect(model, rows.to(model.device), sites, batch_rows)
+    return {site: x.view(len(rows), rows.shape[1], -1)[:, 1:].flatten(0, 1).cpu() for site, x in acts.items()}
 
 
 def estimate_norms(model, rows: torch.Tensor, sites: Sequence[Site], outlier_factor: float) -> dict[Site, SiteNorm]:
