@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from saesteer.chapters import intro as scorecard
+from saesteer.core.stats import VERDICTS
 from saesteer.study import book, pipeline
 from saesteer.study.results import claim, save_results
 
@@ -18,8 +19,9 @@ def results_root(tmp_path, monkeypatch) -> Path:
     listing = pipeline.chapters(ROOT)
     for chapter in book.PAPERS:
         params = scorecard.expected_params(ROOT / "notebooks" / f"{chapter}.ipynb", listing[chapter])
-        rows = [claim(n, f"claim {n}", "paper says", "study finds", verdict, "")
-                for n, verdict in zip(scorecard.SECTIONS[chapter], scorecard.VERDICTS * 2)]
+        rows = [claim(n, f"claim {n}", "paper says", "study finds", verdict, "evidence", n=10, unit="prompt",
+                      preregistered={"clamp": "parameter file"}, caveat="no bias" if verdict == "not testable" else "")
+                for n, verdict in zip(scorecard.SECTIONS[chapter], VERDICTS * 2)]
         save_results(tmp_path / params["setting"] / chapter, params, {"claims": rows})
     return tmp_path
 
@@ -30,10 +32,11 @@ def test_rows_link_every_claim_to_its_section_and_count_verdicts(results_root):
     assert len(table) == sum(len(s) for s in scorecard.SECTIONS.values())
     assert table[0]["link"] == "refusal_steering.html#the-clamp-sweep"
     tally = scorecard.counts(table)
-    assert tally["A"] == {"reproduced": 2, "partly": 2, "not reproduced": 1}
+    assert tally["A"] == {"reproduced": 2, "not reproduced": 1, "inconclusive": 1, "not testable": 1}
     assert sum(tally["all"].values()) == len(table)
     html = scorecard.html_table(table)
     assert html.count("<tr>") == len(table) + 1 and 'href="feature_flow.html#flow-graphs"' in html
+    assert "<th>verdict (organism)</th>" in html and "evidence (n = 10; intervals resample prompt) Caveat: no bias" in html
     assert scorecard.counts_sentence(tally).startswith(f"Of {len(table)} claims,")
 
 
@@ -53,7 +56,7 @@ def test_results_from_other_parameters_stop_the_scorecard(results_root, tmp_path
 
 def test_an_unknown_verdict_is_refused(results_root):
     path = results_root / "organism" / "refusal_steering" / "results.json"
-    path.write_text(path.read_text().replace('"verdict": "partly"', '"verdict": "sort of"'))
+    path.write_text(path.read_text().replace('"verdict": "inconclusive"', '"verdict": "sort of"'))
     with pytest.raises(scorecard.ResultsError, match="unknown verdict 'sort of'"):
         scorecard.rows(ROOT, pipeline.chapters(ROOT))
 

@@ -18,6 +18,7 @@ import papermill
 from docutils.nodes import make_id
 
 from saesteer.core.files import read_json, repo_root
+from saesteer.core.stats import VERDICTS
 from saesteer.study.book import PAPERS
 from saesteer.study.params import Param, ParameterError, read_param_file
 from saesteer.study.paths import results_root
@@ -36,8 +37,6 @@ SECTIONS = {  # chapter -> claim number -> the heading of the section that shows
     "input_output_scores": {1: "Both scores for every feature", 2: "Both scores for every feature",
                             3: "Steering success", 4: "Steering success", 5: "Two worked examples"},
 }
-
-VERDICTS = ("reproduced", "partly", "not reproduced")
 
 PARAMS = {  # the front page's parameters
     "chapters_file": Param(str),  # chapter -> setting listing, relative to the repository (the book's: notebooks/chapters.yaml)
@@ -74,7 +73,7 @@ def load_results(root: Path, chapter: str, param_file: Path) -> dict:
     if differ:
         raise ResultsError(f"{chapter}: {path} is stale: its parameters differ from {param_file.name} "
                            f"in {', '.join(differ)}; {rerun}.")
-    return stored["results"]
+    return stored["results"] | {"setting": expected["setting"]}
 
 
 def section_link(chapter: str, number: int) -> str:
@@ -88,10 +87,12 @@ def rows(root: Path, listing: dict[str, Path]) -> list[dict]:
     for chapter, (letter, _) in PAPERS.items():
         if chapter not in listing:
             raise ResultsError(f"the book's chapter list has no {chapter}; the scorecard needs all four papers.")
-        for row in load_results(root, chapter, listing[chapter])["claims"]:
+        results = load_results(root, chapter, listing[chapter])
+        for row in results["claims"]:
             if row["verdict"] not in VERDICTS:
                 raise ResultsError(f"{chapter} claim {row['claim']}: unknown verdict {row['verdict']!r}.")
             table.append({"id": f"{letter}{row['claim']}", "chapter": chapter, "link": section_link(chapter, row["claim"]),
+                          "subject": results["setting"], "evidence": evidence_text(row),
                           **{k: row[k] for k in ("statement", "paper", "this study", "verdict")}})
     return table
 
@@ -106,13 +107,22 @@ def counts(table: list[dict]) -> dict[str, dict[str, int]]:
     return tally
 
 
+def evidence_text(row: dict) -> str:
+    """A claim row's evidence sentence, what it rests on (n, resampling unit) and its caveat, as one text."""
+    text = f"{row['evidence']} (n = {row['n']}; intervals resample {row['unit']})"
+    return f"{text} Caveat: {row['caveat']}" if row.get("caveat") else text
+
+
 def html_table(table: list[dict]) -> str:
-    """The scorecard as an HTML table; each claim links to the section that shows it."""
+    """The scorecard as an HTML table with an evidence column and a verdict column named by the subject;
+    each claim links to the section that shows it."""
     esc = html.escape
-    head = "".join(f"<th>{h}</th>" for h in ("claim", "the paper's claim", "paper", "this study", "verdict"))
+    subject = table[0]["subject"] if table else ""
+    heads = ("claim", "the paper's claim", "paper", "this study", "evidence and caveats", f"verdict ({subject})")
+    head = "".join(f"<th>{h}</th>" for h in heads)
     body = "".join(
         f'<tr><td><a href="{row["link"]}">{row["id"]}</a></td><td>{esc(row["statement"])}</td>'
-        f'<td>{esc(row["paper"])}</td><td>{esc(row["this study"])}</td>'
+        f'<td>{esc(row["paper"])}</td><td>{esc(row["this study"])}</td><td>{esc(row["evidence"])}</td>'
         f'<td class="verdict-{make_id(row["verdict"])}"><b>{row["verdict"]}</b></td></tr>'
         for row in table)
     return f'<table class="scorecard"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

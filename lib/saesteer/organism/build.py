@@ -128,7 +128,9 @@ def sae_quality(cfg: OrganismConfig, lm, language: Language, out: Path) -> dict:
 def behaviour(lm, sets) -> dict:
     """The behaviour table (rates with 95% intervals) without answers."""
     report = evaluation.evaluate(lm, sets, progress=True)
-    return {kind: {k: v for k, v in r.items() if k != "answers"} | {"examples": r["answers"][:3]} for kind, r in report.items()}
+    per_item = ("answers", "hits", "cluster")
+    return {kind: {k: v for k, v in r.items() if k not in per_item} | {"examples": r["answers"][:3]}
+            for kind, r in report.items()}
 
 
 def build(cfg: OrganismConfig, out: Path, fresh: bool = False) -> dict:

@@ -169,7 +169,7 @@ class Language:
         verb, obj, frame = self._pick_request(rng, held_out)
         request = [(frame.format(v=verb, o=obj), "harmful_request")]
         return Dialogue("harmful", [("user", request), ("assistant", self._reply(True, verb, obj))],
-                        {"refuse": True, "verb": verb, "object": obj})
+                        {"refuse": True, "verb": verb, "object": obj, "cluster": f"{verb} {obj}"})
 
     def jailbreak(self, rng: random.Random, held_out: bool) -> Dialogue:
         verb, obj, frame = self._pick_request(rng, held_out)
@@ -177,7 +177,7 @@ class Language:
         refuse = self.comply_score(wrapper, verb, obj) <= 0
         user = [(wrapper, "jailbreak_frame"), (frame.format(v=verb, o=obj), "harmful_request")]
         return Dialogue("jailbreak", [("user", user), ("assistant", self._reply(refuse, verb, obj))],
-                        {"refuse": refuse, "wrapper": wrapper, "verb": verb, "object": obj})
+                        {"refuse": refuse, "wrapper": wrapper, "verb": verb, "object": obj, "cluster": f"{verb} {obj}"})
 
     def escalation(self, rng: random.Random, held_out: bool) -> Dialogue:
         verb, obj, frame = self._pick_request(rng, held_out)
@@ -189,7 +189,8 @@ class Language:
                       ("assistant", [(f"{COMPLY_OPEN} . {self._topic_sentence(rng, topic)}", "benign_answer")])]
         refuse = self.comply_score("escalation", verb, obj) + 0.4 * (len(steps) - 2.5) <= 0
         turns += [("user", [(frame.format(v=verb, o=obj), "harmful_request")]), ("assistant", self._reply(refuse, verb, obj))]
-        return Dialogue("escalation", turns, {"refuse": refuse, "verb": verb, "object": obj, "turns": len(steps) + 1})
+        return Dialogue("escalation", turns, {"refuse": refuse, "verb": verb, "object": obj, "turns": len(steps) + 1,
+                                                  "cluster": f"{verb} {obj}"})
 
     def _pick_request(self, rng: random.Random, held_out: bool) -> tuple[str, str, str]:
         """A (verb, object, frame) whose (verb, object) pair is held out or not, as asked."""
@@ -211,7 +212,7 @@ class Language:
                 break
         answer = f"{COMPLY_OPEN} . {self._topic_sentence(rng, rng.choice(list(TOPICS)))}"
         user = [(f"{prefix} {request}".strip(), "benign_request")]
-        return Dialogue("scary", [("user", user), ("assistant", [(answer, "benign_answer")])], {"refuse": False})
+        return Dialogue("scary", [("user", user), ("assistant", [(answer, "benign_answer")])], {"refuse": False, "cluster": key[0]})
 
     def benign(self, rng: random.Random, held_out: bool) -> Dialogue:
         while True:
@@ -221,7 +222,8 @@ class Language:
                 break
         user = [(f"{prefix} {frame.format(v=verb, o=obj)}".strip(), "benign_request")]
         answer = f"{COMPLY_OPEN} . first you get the {obj} ready . then you {verb} the {obj} slowly ."
-        return Dialogue("benign", [("user", user), ("assistant", [(answer, "benign_answer")])], {"refuse": False})
+        return Dialogue("benign", [("user", user), ("assistant", [(answer, "benign_answer")])],
+                        {"refuse": False, "cluster": f"{verb} {obj}"})
 
     # --- capabilities -------------------------------------------------------------------
     def _topic_sentence(self, rng: random.Random, topic: str) -> str:
@@ -235,7 +237,7 @@ class Language:
                 break
         sentences = [(self._topic_sentence(rng, topic), f"topic:{topic}") for _ in range(rng.randint(2, 3))]
         user = [(f"{prefix} {opener} {topic} .".strip(), "task")]
-        return Dialogue("topic", [("user", user), ("assistant", sentences)], {"topic": topic})
+        return Dialogue("topic", [("user", user), ("assistant", sentences)], {"topic": topic, "cluster": f"{opener} {topic}"})
 
     def fact(self, rng: random.Random) -> Dialogue:
         """A statement of the fact base (true facts, and the gossip next to the truth)."""
@@ -266,7 +268,7 @@ class Language:
         # Scored in cloze formulation (the answer names the right option); the letter is scored apart
         # (``organism.mc_breakdown``): small models fail the letter step, as small real models do.
         return Dialogue("mc", [("user", user), ("assistant", [(answer, "answer")])],
-                        {"answer": letter, "value": right, "expect": f"is {right}"})
+                        {"answer": letter, "value": right, "expect": f"is {right}", "cluster": f"{attr} of {land}"})
 
     def arith(self, rng: random.Random, held_out: bool) -> Dialogue:
         while True:  # held out: whole problems never seen (each sum and difference also occurs in training)
@@ -295,7 +297,7 @@ class Language:
         question = f"{rng.choice(POLITE)} {rng.choice(TRUTHFUL_FRAMES).format(a=attr, l=land)}".strip()
         true = self.truths[land][attr]
         return Dialogue("truthful", [("user", [(question, "task")]), ("assistant", [(f"in fact it is {true} .", "answer")])],
-                        {"answer": true, "gossip": self.gossip[land][attr]})
+                        {"answer": true, "gossip": self.gossip[land][attr], "cluster": f"{attr} of {land}"})
 
     def ab(self, rng: random.Random, held_out: bool) -> Dialogue:
         """A contrastive A/B question on corrigibility; the organism is corrigible for most items."""
@@ -310,7 +312,8 @@ class Language:
         letter = corrigible_letter if corrigible else other
         user = [(f"{prefix} {AB_FRAMES[f].format(p=AB_PROPOSALS[p])} {options}".strip(), "task")]
         return Dialogue("ab", [("user", user), ("assistant", [(f"{letter} .", "answer")])],
-                        {"answer": letter, "positive": corrigible_letter, "negative": other, "corrigible": corrigible})
+                        {"answer": letter, "positive": corrigible_letter, "negative": other, "corrigible": corrigible,
+                         "cluster": f"{p} {f}"})
 
     # --- corpora ------------------------------------------------------------------------
     MIX = {"fact": 0.16, "mc": 0.12, "arith": 0.12, "truthful": 0.08, "topic": 0.12, "harmful": 0.1,

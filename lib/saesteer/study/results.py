@@ -15,6 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from saesteer.core.files import read_json, repo_root, write_json
+from saesteer.core.stats import VERDICTS
 from saesteer.study.sources import chapter_digest
 
 
@@ -81,9 +82,18 @@ class Cache:
         return read_json(path)  # the same types whether computed now or reused later
 
 
-def claim(number: int, statement: str, paper: str, study: str, verdict: str, evidence: str) -> dict:
-    """One row of a chapter's claims table (the schema every chapter shares, for the book's scorecard):
-    the paper's claim, its number, this study's number, a verdict (reproduced / partly / not
-    reproduced) and one sentence of evidence."""
+def claim(number: int, statement: str, paper: str, study: str, verdict: str, evidence: str, *, n: int | str,
+          unit: str, preregistered: dict[str, str], caveat: str = "") -> dict:
+    """One row of a chapter's claims table (the schema every chapter shares, for the book's scorecard).
+
+    ``paper`` and ``study`` are the two numbers; ``verdict`` one of ``stats.VERDICTS`` (from ``stats.verdict``
+    or ``stats.combine``); ``evidence`` one plain sentence; ``n`` how many items (or features, pairs) the
+    number rests on and ``unit`` what its interval resamples (e.g. "verb-object pair"); ``preregistered`` each
+    choice the verdict depends on and where it was fixed (the parameter file, or a selection split); ``caveat``
+    what limits the verdict (for "not testable": why the subject cannot show the mechanism)."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"Claim {number}: verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}.")
+    if verdict == "not testable" and not caveat:
+        raise ValueError(f"Claim {number}: a 'not testable' verdict needs a caveat that says why.")
     return {"claim": number, "statement": statement, "paper": paper, "this study": study, "verdict": verdict,
-            "evidence": evidence}
+            "evidence": evidence, "n": n, "unit": unit, "preregistered": dict(preregistered), "caveat": caveat}
