@@ -38,6 +38,9 @@ def test_rows_link_every_claim_to_its_section_and_count_verdicts(results_root):
     assert html.count("<tr>") == len(table) + 1 and 'href="feature_flow.html#flow-graphs"' in html
     assert "<th>verdict (organism)</th>" in html and "evidence (n = 10; intervals resample prompt) Caveat: no bias" in html
     assert scorecard.counts_sentence(tally).startswith(f"Of {len(table)} claims,")
+    untestable = [row["id"] for row in table if row["verdict"] == "not testable"]
+    assert scorecard.untestable_sentence(table).startswith(f"The organism cannot test {len(untestable)} of {len(table)} claims.")
+    assert f"**{untestable[0]}**: no bias" in scorecard.untestable_sentence(table)
 
 
 def test_a_missing_results_file_stops_the_scorecard(results_root):

@@ -85,3 +85,14 @@ def test_split_is_stable_disjoint_and_near_the_asked_share():
     assert splits.split(items, 0.3, "layer 3")[0] != sel
     record = splits.choice(4.0, "selection split", "largest factor whose perplexity stays below 2x", [2.0, 4.0])
     assert record["alternatives"] == [2.0, 4.0] and record["made on"] == "selection split"
+
+
+def test_the_organisms_selection_items_never_share_a_prompt_or_request_pair_with_its_held_out_items():
+    from saesteer.organism.language import Language
+
+    language = Language(0)
+    for kind in ("harmful", "jailbreak", "escalation", "scary", "benign", "mc", "arith", "truthful", "topic"):
+        selection, held_out = language.selection_set(kind, 60), language.eval_set(kind, 60)
+        splits.disjoint([d.prompt() for d in selection], [d.prompt() for d in held_out], f"{kind} prompts")
+        if kind in ("harmful", "jailbreak", "escalation"):
+            splits.disjoint([d.truth["cluster"] for d in selection], [d.truth["cluster"] for d in held_out], f"{kind} pairs")

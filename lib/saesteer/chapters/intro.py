@@ -92,7 +92,7 @@ def rows(root: Path, listing: dict[str, Path]) -> list[dict]:
             if row["verdict"] not in VERDICTS:
                 raise ResultsError(f"{chapter} claim {row['claim']}: unknown verdict {row['verdict']!r}.")
             table.append({"id": f"{letter}{row['claim']}", "chapter": chapter, "link": section_link(chapter, row["claim"]),
-                          "subject": results["setting"], "evidence": evidence_text(row),
+                          "subject": results["setting"], "evidence": evidence_text(row), "caveat": row["caveat"],
                           **{k: row[k] for k in ("statement", "paper", "this study", "verdict")}})
     return table
 
@@ -126,6 +126,16 @@ def html_table(table: list[dict]) -> str:
         f'<td class="verdict-{make_id(row["verdict"])}"><b>{row["verdict"]}</b></td></tr>'
         for row in table)
     return f'<table class="scorecard"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def untestable_sentence(table: list[dict]) -> str:
+    """Which claims the subject cannot test, and why (their caveats), as one paragraph."""
+    rows = [row for row in table if row["verdict"] == "not testable"]
+    if not rows:
+        return "Every claim is testable on this subject."
+    subject = rows[0]["subject"]
+    reasons = " ".join(f"**{row['id']}**: {row['caveat']}" for row in rows)
+    return f"The {subject} cannot test {len(rows)} of {len(table)} claims. {reasons}"
 
 
 def counts_sentence(tally: dict[str, dict[str, int]]) -> str:

@@ -23,13 +23,15 @@ PARAMS = {  # the organism notebook's parameters
 
 
 def against_targets(report: dict) -> list[dict]:
-    """One row per behaviour: rate, interval, target range and whether the rate meets it."""
+    """One row per behaviour: rate, interval (resampled by cluster), n, clusters, degenerate share, target range
+    and whether the rate meets it."""
     rows = []
     for kind, r in report.items():
         low, high = TARGETS.get(kind, (None, None))
         met = None if low is None else low <= r["rate"] <= high
         rows.append({"behaviour": kind, "metric": r["metric"], "rate": r["rate"], "ci_low": r["lo"], "ci_high": r["hi"],
-                     "n": r["n"], "target": "-" if low is None else f"{low:.2f}-{high:.2f}", "met": met})
+                     "n": r["n"], "clusters": r.get("clusters"), "degenerate": r.get("degenerate"),
+                     "target": "-" if low is None else f"{low:.2f}-{high:.2f}", "met": met})
     return rows
 
 
