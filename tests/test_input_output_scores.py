@@ -82,23 +82,71 @@ def test_input_scores_count_peak_tokens_in_the_lens():
 def test_threshold_curve_keeps_high_output_features_and_random_control_matches_size():
     gen = np.array([0.0, 0.0, 0.0, 2.0, 2.0])
     s_out = np.array([-0.1, 0.0, 0.1, 0.8, 0.9])
-    curve = io.threshold_curve(gen, s_out, [0.0, 0.5], draws=10, seed=0)
+    curve = io.threshold_curve(gen, s_out, [0.0, 0.5], draws=200, seed=0)
     assert [c["threshold"] for c in curve] == ["none", 0.0, 0.5] and [c["kept"] for c in curve] == [5, 4, 2]
     assert curve[0]["mean"] == pytest.approx(0.8) and curve[2]["mean"] == 2.0
     assert curve[2]["random mean"] < 2.0 and curve[0]["random mean"] == pytest.approx(0.8)
 
 
+def test_threshold_rule_and_filter_effect_on_planted_gains():
+    """Features with a high output score gain 2, the rest 0.5: the rule picks the threshold that keeps the
+    high ones, the ratio's interval lies well above 1 and the filter beats random subsets of the same size."""
+    rng = np.random.default_rng(0)
+    s_out = rng.uniform(0, 1, 200)
+    gain = np.where(s_out >= 0.7, 2.0, 0.5) + rng.normal(0, 0.1, 200)
+    assert io.pick_threshold(gain, s_out, [0.0, 0.5, 0.7, 0.9], min_share=0.1) == 0.7
+    assert io.pick_threshold(gain, s_out, [0.0, 0.5, 0.7, 0.9], min_share=0.6) == 0.0  # only 0.0 keeps 60%
+    effect = io.filter_effect(gain, s_out, 0.7, draws=300, seed=0)
+    assert effect["ratio"][1] > 1.5 and effect["over random"][1] > 0.5
+    flat = io.filter_effect(rng.normal(0, 0.1, 200), s_out, 0.7, draws=300, seed=0)  # no gain: ratio undefined
+    assert np.isnan(flat["ratio"][1]) and flat["over random"][1] < 0 < flat["over random"][2]
+
+
+def test_selection_and_evaluation_features_never_overlap():
+    rows = [{"layer": layer, "feature": f} for layer in (0, 1) for f in range(100)]
+    params = {"seed": 0, "selection_share": 0.5, "select_features": 10, "gen_features": 20}
+    parts = io.split_features(rows, params)
+    assert len(parts["selection"]) == 20 and len(parts["evaluation"]) == 40
+    assert not set(parts["selection"]) & set(parts["evaluation"])
+    assert io.split_features(rows, params) == parts  # stable
+
+
+def test_worked_examples_follow_the_score_rule_and_skip_missing_input_scores():
+    nan = float("nan")
+    rows = [{"layer": 0, "feature": 0, "S_in": 0.9, "S_out": 0.1}, {"layer": 0, "feature": 1, "S_in": 0.2, "S_out": 0.9},
+            {"layer": 0, "feature": 2, "S_in": nan, "S_out": 1.0}, {"layer": 0, "feature": 3, "S_in": 0.8, "S_out": 0.2}]
+    gen = [{"layer": 0, "feature": f, "gen_success": 1.0, "baseline": 0.5, "gain": 0.5, "factor": 1.0, "perplexity": 2.0}
+           for f in range(4)]
+    ex = io.worked_examples(rows, gen, cut=0.5, n=2)
+    assert [e["feature"] for e in ex["input features"]] == [0, 3] and [e["feature"] for e in ex["output features"]] == [1]
+
+
+def test_hybrid_ratio_and_trend_difference():
+    rng = np.random.default_rng(0)
+    hug = ([{"S_in": a, "S_out": 0.0} for a in rng.uniform(0.6, 1, 100)]
+           + [{"S_in": 0.0, "S_out": b} for b in rng.uniform(0.6, 1, 100)] + [{"S_in": 0.9, "S_out": 0.9}])
+    h = io.hybrid_ratio(hug, 0.5, draws=200, seed=0)
+    assert h["hybrids"] == 1 and h["ratio"] < 0.1 and h["hi"] < 0.5
+    rows = [{"depth": d, "S_in": 1.0 - d + e, "S_out": d + e} for d in (0.25, 0.5, 0.75, 1.0) for e in rng.normal(0, 0.05, 50)]
+    s_in, s_out = io.trend_difference(rows, "S_in", 200, 0), io.trend_difference(rows, "S_out", 200, 0)
+    assert s_in[1] > 0 and s_out[2] < 0
+
+
 def test_classify_and_claims_rules():
     assert io.classify(0.9, 0.1, 0.5) == "input" and io.classify(float("nan"), 0.9, 0.5) == "output"
     assert io.classify(0.6, 0.7, 0.5) == "hybrid"
-    trend = [{"layer": i, "depth": (i + 1) / 4, "mean S_in": 0.8 - 0.2 * i, "mean S_out": 0.1 * i} for i in range(4)]
-    assert chapter._claim_trend(trend)["verdict"] == "reproduced"
-    assert chapter._claim_trend(trend[::-1] and [t | {"mean S_out": 0.3 - 0.1 * t["layer"]} for t in trend])["verdict"] == "partly"
+    both = {"S_in early-late": (0.3, 0.2, 0.4), "S_out early-late": (-0.1, -0.2, -0.05)}
+    assert chapter._claim_trend(both, 100)["verdict"] == "reproduced"
+    assert chapter._claim_trend(both | {"S_out early-late": (0.0, -0.1, 0.1)}, 100)["verdict"] == "inconclusive"
+    assert chapter._claim_trend(both | {"S_out early-late": (0.1, 0.05, 0.2)}, 100)["verdict"] == "not reproduced"
 
 
 def test_bad_parameters_stop_with_one_sentence():
     with pytest.raises(ParameterError, match="min_examples"):
-        chapter.check_params({"min_examples": 50, "max_examples": 20, "factors": [1.0]})
+        chapter.check_params({"min_examples": 50, "max_examples": 20, "factors": [1.0], "model": "organism",
+                              "coherence_model": "organism-second"})
+    with pytest.raises(ParameterError, match="coherence_model"):
+        chapter.check_params({"min_examples": 5, "max_examples": 20, "model": "tiny:gemma2", "coherence_model": "tiny:gemma2"})
 
 
 def _tiny_run(param_file: Path, family: str, tmp_path: Path) -> tuple[dict, dict]:
@@ -116,7 +164,8 @@ def _tiny_run(param_file: Path, family: str, tmp_path: Path) -> tuple[dict, dict
     overrides = {"model": f"tiny:{family}", "device": "cpu", "dtype": "float32", "sae_release": None, "sae_id": None,
                  "sae_path": str(tmp_path / "saes" / "{position}_{layer}"), "layers": [], "corpus_text": str(corpus),
                  "corpus_docs": 40, "prefixes_text": str(prefixes), "n_prefixes": 4, "neutral_prompt": "w1 w2 w3",
-                 "gen_tokens": 4, "gen_features": 4, "sweep_features": 3, "factors": [1.0, 10.0], "lens_k": 5,
+                 "gen_tokens": 4, "gen_features": 4, "select_features": 3, "factors": [1.0, 10.0], "lens_k": 5,
+                 "coherence_model": "tiny:llama", "random_draws": 200,
                  "min_examples": 5, "batch_size": 64, "setting": f"pytest-{family}"}
     out = tmp_path / "chapter.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "input_output_scores.ipynb"), str(out),
@@ -129,16 +178,18 @@ def _tiny_run(param_file: Path, family: str, tmp_path: Path) -> tuple[dict, dict
 def test_gemma_parameter_file_names_real_saes_and_runs_on_tiny_gemma2(tmp_path):
     values, saved = _tiny_run(PARAM_DIR / "gemma2-2b.yaml", "gemma2", tmp_path)
     assert len(saved["results"]["scores"]) == 2 * 64  # every feature of both layers
-    assert len(saved["results"]["claims"]) == 5
-    curves = saved["results"]["curves"]  # at the rule's factor and at the strongest factor (10)
-    assert "10.0" in curves and all(len(c) == 1 + len(values["thresholds"]) for c in curves.values())
+    assert len(saved["results"]["claims"]) == 6
+    assert len(saved["results"]["curve"]) == 1 + len(values["thresholds"])
+    parts = saved["results"]["parts"]
+    assert not {tuple(k) for k in parts["selection"]} & {tuple(k) for k in parts["evaluation"]}
+    assert saved["results"]["preregistered"]["factor"]["value"] in values["factors"]
 
 
 @pytest.mark.notebook
 def test_gemma3_scope2_parameter_file_names_real_saes_and_runs_on_tiny_gemma3(tmp_path):
     values, saved = _tiny_run(PARAM_DIR / "gemma3-270m-scope2.yaml", "gemma3", tmp_path)
-    assert len(saved["results"]["scores"]) == 2 * 64 and len(saved["results"]["claims"]) == 5
-    assert all(len(c) == 1 + len(values["thresholds"]) for c in saved["results"]["curves"].values())
+    assert len(saved["results"]["scores"]) == 2 * 64 and len(saved["results"]["claims"]) == 6
+    assert len(saved["results"]["curve"]) == 1 + len(values["thresholds"])
 
 
 def test_running_top_examples_do_not_depend_on_the_batching(tiny_models, sae):

@@ -74,14 +74,14 @@ def notebook_modules(notebook: Path) -> list[str]:
 
 
 def chapter_digest(root: Path, chapter: str) -> hashlib._Hash:
-    """A running hash of a chapter's notebook, the library modules it depends on and the organism's manifest."""
+    """A running hash of a chapter's notebook, the library modules it depends on and the organism's manifests."""
     notebook = root / "notebooks" / f"{chapter}.ipynb"
     digest = hashlib.sha256(notebook.read_bytes())
     for name in notebook_modules(notebook):
         digest.update(name.encode() + module_file(name).read_bytes())
-    manifest = root / "data" / "organism" / "manifest.json"
-    if manifest.exists():
-        digest.update(manifest.read_bytes())
+    for manifest in (root / "data" / "organism" / "manifest.json", root / "data" / "organism" / "second" / "manifest.json"):
+        if manifest.exists():  # the organism, and the second organism that judges coherence
+            digest.update(manifest.read_bytes())
     if any(name.startswith(f"{PACKAGE}.gemma3") for name in notebook_modules(notebook)):
         for record in sorted((root / "data" / "gemma3").glob("*.json")):  # the real model's manifests and quality
             digest.update(record.name.encode() + record.read_bytes())

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from saesteer.analyses.scores.lens import lens_index
-from saesteer.analyses.scores.table import classify
+from saesteer.analyses.scores.table import classify, mean_difference
 from saesteer.organism.evaluation import TOPIC_WORDS
 
 
@@ -61,3 +61,11 @@ def ground_truth_features(tokenizer, scored: Sequence[dict], probes: dict | None
     vocab = {t: {tokenizer.convert_tokens_to_ids(w) for w in words} for t, words in TOPIC_WORDS.items()}
     ranked = sorted(writers, key=lambda k: (-len(vocab[writers[k]] & set(lenses[k])), k))[:max_writers]
     return {"topic detectors (probes)": topic_detectors(probes, layers), "topic writers (lens)": {k: writers[k] for k in ranked}}
+
+
+def group_difference(rows: Sequence[dict], members, others, key: str, draws: int, seed: int) -> tuple[float, float, float]:
+    """Mean ``key`` of the ``members`` features minus that of the ``others`` ((layer, feature) keys), with a
+    bootstrap interval over features: e.g. topic writers' output score against random features'."""
+    index = {(r["layer"], r["feature"]): r[key] for r in rows}
+    values = [np.array([index[k] for k in group if k in index and index[k] == index[k]]) for group in (members, others)]
+    return mean_difference(*values, draws, seed)

@@ -1,6 +1,7 @@
 """Chapter D, steps 4-5: steering success. Sampled continuations with a feature steered at every new token;
-GenSuccess@k counts logit-lens tokens; the paper's factor rule (generation success over perplexity under the
-unsteered model) picks one factor; the filter curve compares output-score thresholds with random filters.
+GenSuccess@k counts logit-lens tokens and coherence is the perplexity of the continuation under a second model
+(never the steered one). Each layer's features are split by a stable hash into a selection part, on which the
+paper's factor rule picks the factor, and an evaluation part, on which the claims are measured.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from saesteer.core.interventions import (
     BoostEach,
     batches,
 )
-from saesteer.core.stats import bootstrap_mean
+from saesteer.core.splits import disjoint, split
 from saesteer.study.params import ParameterError
 
 
@@ -48,10 +49,12 @@ def _generate(subject, texts: Sequence[str], edits_for: EditsFor, params: dict, 
 
 
 def gen_success(subject, jobs: Sequence[tuple[int, int, float]], lens: dict[tuple[int, int], list[int]],
-                prompts: Sequence[str], params: dict) -> list[dict]:
-    """GenSuccess@k and perplexity for each steered (layer, feature, factor) job over ``prompts``: one row per
-    (job, prompt), steered at the last prompt token and every generated token. Rows of different layers and
-    factors share each generate call, every edit leaving the other rows alone."""
+                prompts: Sequence[str], params: dict, judge) -> list[dict]:
+    """GenSuccess@k and the ``judge`` model's perplexity for each steered (layer, feature, factor) job over
+    ``prompts``: one row per (job, prompt), steered at the last prompt token and every generated token. Rows of
+    different layers and factors share each generate call, every edit leaving the other rows alone."""
+    if not jobs:
+        return []
     rows = [(j, p) for j in range(len(jobs)) for p in range(len(prompts))]
     texts = [prompts[p] for _, p in rows]
     generated = _generate(subject, texts, lambda chunk: _edits_for(subject, [jobs[rows[i][0]] for i in chunk]), params,
@@ -59,19 +62,19 @@ def gen_success(subject, jobs: Sequence[tuple[int, int, float]], lens: dict[tupl
     hits, ppl = [], []
     for chunk, ids in zip(batches(range(len(rows)), params["batch_size"]), generated):
         hits.append(_count_hits(ids, torch.tensor([lens[jobs[rows[i][0]][:2]] for i in chunk])))
-        ppl.append(perplexity(subject.lm, [texts[i] for i in chunk], ids))
+        ppl.append(perplexity(judge, [texts[i] for i in chunk], ids))
     hits, ppl = torch.cat(hits), torch.cat(ppl)
     n = len(prompts)
     return [{"layer": layer, "feature": f, "factor": s, "gen_success": float(hits[j * n : (j + 1) * n].mean()),
              "perplexity": float(ppl[j * n : (j + 1) * n].mean())} for j, (layer, f, s) in enumerate(jobs)]
 
 
-def unsteered(subject, prompts: Sequence[str], params: dict, samples: int = 8) -> dict:
-    """Unsteered continuations, ``samples`` per prompt (token ids), and their mean perplexity: the baseline
-    every feature's GenSuccess is compared with (its lens tokens counted in these)."""
+def unsteered(subject, prompts: Sequence[str], params: dict, judge, samples: int = 8) -> dict:
+    """Unsteered continuations, ``samples`` per prompt (token ids), and their mean perplexity under ``judge``:
+    the baseline every feature's GenSuccess and perplexity are compared with."""
     texts = [p for p in prompts for _ in range(samples)]
     ids = _generate(subject, texts, [], params, params["seed"] + 10**6)[0]
-    return {"ids": ids.tolist(), "perplexity": float(perplexity(subject.lm, texts, ids).mean())}
+    return {"ids": ids.tolist(), "perplexity": float(perplexity(judge, texts, ids).mean())}
 
 
 def baseline_success(ids: Sequence[Sequence[int]], lens: Sequence[int]) -> float:
@@ -90,70 +93,63 @@ def _edits_for(subject, jobs: Sequence[tuple[int, int, float]]) -> list[BoostEac
     return edits
 
 
-def pick_factor(sweep: Sequence[dict], baseline_gen: float, baseline_ppl: float) -> dict:
-    """The paper's factor rule, one factor for all features: maximise generation success normalised by its best
-    value over factors, divided by perplexity normalised by the unsteered perplexity. Generation success is
-    counted as the gain over unsteered continuations (``baseline_gen``): on the organism the raw count is already
-    high unsteered, so the raw rule would pick a factor too small to change any continuation."""
+def pick_factor(sweep: Sequence[dict], baseline_ppl: float) -> dict:
+    """The paper's factor rule, one factor for all (selection) features: maximise mean GenSuccess normalised by
+    its best value over factors, divided by mean perplexity normalised by the unsteered perplexity."""
     factors = sorted({r["factor"] for r in sweep})
     gen = {s: float(np.mean([r["gen_success"] for r in sweep if r["factor"] == s])) for s in factors}
+    gain = {s: float(np.mean([r["gain"] for r in sweep if r["factor"] == s])) for s in factors}
     ppl = {s: float(np.mean([r["perplexity"] for r in sweep if r["factor"] == s])) for s in factors}
-    top = max(g - baseline_gen for g in gen.values())
-    score = {s: max(gen[s] - baseline_gen, 0.0) / (top if top > 0 else 1.0) / (ppl[s] / baseline_ppl) for s in factors}
+    top = max(gen.values()) or 1.0
+    score = {s: gen[s] / top / (ppl[s] / baseline_ppl) for s in factors}
     best = max(factors, key=lambda s: (score[s], -s))
-    return {"factor": best, "rows": [{"factor": s, "gen_success": gen[s], "gain": gen[s] - baseline_gen, "perplexity": ppl[s],
+    return {"factor": best, "rows": [{"factor": s, "gen_success": gen[s], "gain": gain[s], "perplexity": ppl[s],
                                       "score": score[s]} for s in factors]}
 
 
-def sample_features(rows: Sequence[dict], per_layer: int, seed: int) -> list[tuple[int, int]]:
-    """A seeded random sample of ``per_layer`` scored features of each layer: (layer, feature) pairs."""
-    rng = np.random.default_rng(seed)
-    out = []
+def split_features(rows: Sequence[dict], params: dict) -> dict[str, list[tuple[int, int]]]:
+    """Each layer's scored features split by a stable hash (``core.splits.split``) into a selection and an
+    evaluation part; a seeded sample of ``select_features`` and ``gen_features`` per layer from each part."""
+    rng = np.random.default_rng(params["seed"])
+    parts: dict[str, list[tuple[int, int]]] = {"selection": [], "evaluation": []}
     for layer in sorted({r["layer"] for r in rows}):
         feats = [r["feature"] for r in rows if r["layer"] == layer]
-        out += [(layer, int(f)) for f in sorted(rng.choice(feats, min(per_layer, len(feats)), replace=False))]
-    return out
+        chosen = split(feats, params["selection_share"], salt=f"input_output_scores:layer{layer}")
+        for name, part, n in zip(parts, chosen, (params["select_features"], params["gen_features"])):
+            take = sorted(rng.choice(part, min(n, len(part)), replace=False).tolist()) if part else []
+            parts[name] += [(layer, int(f)) for f in take]
+    disjoint(parts["selection"], parts["evaluation"], "features")
+    return parts
 
 
-# --- 5. the filter curve ----------------------------------------------------------------------------
-def threshold_curve(gen: np.ndarray, s_out: np.ndarray, thresholds: Sequence[float], draws: int, seed: int) -> list[dict]:
-    """First every feature (no filter), then per threshold: features kept (S_out >= threshold), their mean
-    ``gen`` with a bootstrap interval, and ``draws`` random filters keeping as many features (mean of the
-    draws and the 2.5-97.5% range of their means)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in [None, *thresholds]:
-        kept = np.ones(len(gen), bool) if t is None else s_out >= t
-        mean, lo, hi = bootstrap_mean(gen[kept], rng)
-        randoms = np.array([gen[rng.choice(len(gen), kept.sum(), replace=False)].mean() for _ in range(draws)]) if kept.any() else np.array([np.nan])
-        out.append({"threshold": "none" if t is None else t, "kept": int(kept.sum()), "kept share": float(kept.mean()),
-                    "mean": mean, "lo": lo, "hi": hi, "random mean": float(randoms.mean()),
-                    "random lo": float(np.percentile(randoms, 2.5)), "random hi": float(np.percentile(randoms, 97.5))})
-    return out
+def _with_baseline(gen: list[dict], base_ids, lenses, part: str) -> list[dict]:
+    """Each row with its feature's unsteered GenSuccess (``baseline``), the gain over it, and its part."""
+    for g in gen:
+        g["baseline"] = baseline_success(base_ids, lenses[(g["layer"], g["feature"])])
+        g["gain"] = g["gen_success"] - g["baseline"]
+        g["part"] = part
+    return gen
 
 
-def steering(subject, rows: Sequence[dict], scored: Sequence[dict], extra: Sequence[tuple[int, int]], params: dict) -> dict:
-    """The factor sweep on a random subset, the factor the paper's rule picks, then GenSuccess at that factor
-    and at the sweep's strongest factor of ``gen_features`` random features per layer plus the ``extra``
-    (ground-truth) features, with each one's GenSuccess in unsteered continuations."""
+def steering(subject, rows: Sequence[dict], scored: Sequence[dict], extra: Sequence[tuple[int, int]], params: dict,
+             judge) -> dict:
+    """The factor sweep on the selection features and the factor the paper's rule picks there; every factor on
+    the evaluation features (the rule's for the claims, the others for the sensitivity figure); the ``extra``
+    (ground-truth) features at the rule's factor and the strongest one. GenSuccess gains are over each
+    feature's lens tokens in unsteered continuations; perplexity is ``judge``'s."""
     prompts = prefixes(subject, params["n_prefixes"], params["prefixes_text"])
     lenses = lens_index(scored)
-    base = unsteered(subject, prompts, params)
-    rng = np.random.default_rng(params["seed"] + 1)
-    pool = [(r["layer"], r["feature"]) for r in rows]
-    sweep_set = [pool[i] for i in sorted(rng.choice(len(pool), min(params["sweep_features"], len(pool)), replace=False))]
-    sweep = gen_success(subject, [(l, f, s) for s in params["factors"] for l, f in sweep_set], lenses, prompts, params)
-    sweep_base = float(np.mean([baseline_success(base["ids"], lenses[k]) for k in sweep_set]))
-    chosen = pick_factor(sweep, sweep_base, base["perplexity"])
-    sample = sample_features(rows, params["gen_features"], params["seed"])
-    feats = sample + [k for k in dict.fromkeys(extra) if k not in set(sample)]
-    evaluated = sorted({chosen["factor"], max(params["factors"])})
-    gen = gen_success(subject, [(l, f, s) for s in evaluated for l, f in feats], lenses, prompts, params)
-    for g in gen:
-        g["baseline"] = baseline_success(base["ids"], lenses[(g["layer"], g["feature"])])
-        g["gain"] = g["gen_success"] - g["baseline"]
-        g["random sample"] = (g["layer"], g["feature"]) in set(sample)
-    return {"prompts": prompts, "unsteered_perplexity": base["perplexity"], "sweep": sweep, "factor": chosen, "gen": gen}
+    base = unsteered(subject, prompts, params, judge)
+    parts = split_features(rows, params)
+    jobs = lambda feats, factors: [(l, f, s) for s in factors for l, f in feats]  # noqa: E731
+    run = lambda feats, factors, part: _with_baseline(  # noqa: E731
+        gen_success(subject, jobs(feats, factors), lenses, prompts, params, judge), base["ids"], lenses, part)
+    sweep = run(parts["selection"], params["factors"], "selection")
+    chosen = pick_factor(sweep, base["perplexity"])
+    evaluation = run(parts["evaluation"], params["factors"], "evaluation")
+    truth = run(list(dict.fromkeys(extra)), sorted({chosen["factor"], max(params["factors"])}), "ground truth")
+    return {"prompts": prompts, "unsteered_perplexity": base["perplexity"], "factor": chosen, "parts": parts,
+            "gen": sweep + evaluation + truth}
 
 
 def continuations(subject, layer: int, feature: int, factor: float, prompts: Sequence[str], params: dict) -> list[dict]:
@@ -168,11 +164,15 @@ def continuations(subject, layer: int, feature: int, factor: float, prompts: Seq
     return out
 
 
-def worked_examples(rows: Sequence[dict], gen: Sequence[dict], cut: float) -> dict[str, dict]:
-    """Among features whose steering was measured (``gen`` at one factor): the highest-S_in feature with a low
-    output score (ties: the smallest GenSuccess gain), and the highest-S_out feature (ties: the largest gain)."""
+def worked_examples(rows: Sequence[dict], gen: Sequence[dict], cut: float, n: int) -> dict[str, list[dict]]:
+    """The worked examples, by a rule on the scores alone (no steering outcome enters): among the measured
+    features (``gen``: evaluation features at one factor) with an input score, the ``n`` with the highest S_in
+    whose S_out is below ``cut`` (input features) and the ``n`` with the highest S_out whose S_in is below
+    ``cut`` (output features); ties by (layer, feature)."""
     index = {(r["layer"], r["feature"]): r for r in rows}
-    measured = [index[(g["layer"], g["feature"])] | {k: g[k] for k in ("gen_success", "baseline", "gain", "factor")} for g in gen]
-    inputs = [m for m in measured if m["S_in"] == m["S_in"] and m["S_out"] < cut]
-    return {"input feature": max(inputs, key=lambda m: (m["S_in"], -m["gain"])) if inputs else None,
-            "output feature": max(measured, key=lambda m: (m["S_out"], m["gain"]))}
+    keep = ("gen_success", "baseline", "gain", "factor", "perplexity")
+    measured = [index[(g["layer"], g["feature"])] | {k: g[k] for k in keep} for g in gen]
+    valid = [m for m in measured if m["S_in"] == m["S_in"]]
+    inputs = sorted((m for m in valid if m["S_out"] < cut), key=lambda m: (-m["S_in"], m["layer"], m["feature"]))
+    outputs = sorted((m for m in valid if m["S_in"] < cut), key=lambda m: (-m["S_out"], m["layer"], m["feature"]))
+    return {"input features": inputs[:n], "output features": outputs[:n]}

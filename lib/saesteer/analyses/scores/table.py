@@ -86,3 +86,40 @@ def score_all(subject, params: dict, stage=lambda name, compute: compute()) -> l
         return score_layer(subject, layer, held["stats"], params)
 
     return [stage(f"scores_layer_{layer}", lambda: compute(layer)) for layer in layers]
+
+
+def mean_difference(a: np.ndarray, b: np.ndarray, draws: int, seed: int) -> tuple[float, float, float]:
+    """Mean of ``a`` minus mean of ``b`` with a 95% interval, resampling each group's features independently."""
+    rng = np.random.default_rng(seed)
+    if len(a) == 0 or len(b) == 0:
+        return float("nan"), float("nan"), float("nan")
+    diffs = rng.choice(a, (draws, len(a))).mean(1) - rng.choice(b, (draws, len(b))).mean(1)
+    return float(a.mean() - b.mean()), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def trend_difference(rows: Sequence[dict], key: str, draws: int, seed: int) -> tuple[float, float, float]:
+    """Mean ``key`` of features at relative depth up to 50% minus that of deeper features (features without
+    the score left out), with a bootstrap interval over features: the layer-trend claim's quantity."""
+    early = np.array([r[key] for r in rows if r["depth"] <= 0.5 and r[key] == r[key]])
+    late = np.array([r[key] for r in rows if r["depth"] > 0.5 and r[key] == r[key]])
+    return mean_difference(early, late, draws, seed)
+
+
+def hybrid_ratio(rows: Sequence[dict], cut: float, draws: int, seed: int) -> dict:
+    """Among features with both scores: hybrids (both at least ``cut``) over the number two independent scores
+    would give (high-input share x high-output share x features), with a bootstrap interval over features."""
+    pts = np.array([(r["S_in"] >= cut, r["S_out"] >= cut) for r in rows if r["S_in"] == r["S_in"]], bool).reshape(-1, 2)
+    if not len(pts):
+        return {"cut": cut, "features": 0, "hybrids": 0, "expected": float("nan"), "ratio": float("nan"),
+                "lo": float("nan"), "hi": float("nan")}
+
+    def ratio(p: np.ndarray) -> float:
+        expected = p[:, 0].mean() * p[:, 1].mean()
+        return float((p[:, 0] & p[:, 1]).mean() / expected) if expected > 0 else float("nan")
+
+    rng = np.random.default_rng(seed)
+    draws_ = np.array([ratio(pts[rng.integers(0, len(pts), len(pts))]) for _ in range(draws)])
+    lo, hi = (np.nan, np.nan) if np.isnan(draws_).mean() > 0.025 else np.nanpercentile(draws_, [2.5, 97.5])
+    return {"cut": cut, "features": len(pts), "hybrids": int((pts[:, 0] & pts[:, 1]).sum()),
+            "expected": float(pts[:, 0].mean() * pts[:, 1].mean() * len(pts)), "ratio": ratio(pts),
+            "lo": float(lo), "hi": float(hi)}
