@@ -3,30 +3,37 @@
 The paper's route, step by step:
 
 1. ``caa_vectors``: contrastive activation addition (CAA) vectors, the mean over
-   contrastive A/B pairs of ``resid_post`` at the answer token with the positive
+   contrastive pairs of ``resid_post`` at the answer token with the positive
    answer minus with the negative answer, at every layer; ``steerability``: how
    much adding ``m * v`` at every position shifts P(positive answer);
 2. out of distribution: ``norm_table`` (|v| against real activation norms),
    ``top_latents`` of encode(v) against encode(0) and of encode(a v),
    ``default_components`` (what real activations carry along the bias features);
+   ``v_bootstrap`` redoes them for v rebuilt on resampled pairs (the intervals);
 3. ``negative_projections``: decoder directions that v points against, lost by
-   the encoder, and their "mirror" features that fire instead;
+   the encoder, and their "mirror" features that fire instead; ``negative_test``
+   checks the strongest one on held-out pairs;
 4. ``decompositions``: the naive encoding and the alternatives (difference of
    mean encodings, signed decoder projections, orthogonal matching pursuit),
-   scored against the behaviour's ground-truth features (``ground_truth``);
-5. ``steering_test``: steer with v, its SAE reconstruction and each
-   alternative's top-k reconstruction at matched norm;
+   scored against a ground truth that does not use the pairs' SAE codes
+   (``planted_truth``: the planted concept's labels on held-out dialogues) by
+   ``compare_methods``;
+5. ``steering_test``: steer with v, its SAE reconstructions and each
+   alternative's top-k reconstruction at matched norm, per held-out pair, so
+   that ``paired`` compares two vectors on the same pairs.
 The claims table is built by the chapter module, ``saesteer.chapters.steering_vector_decomposition``.
 
-A contrastive pair is ``{"prompt", "positive", "negative"}``: the completions
-are appended to the prompt as written, and must differ in their first token
-(the behaviour is read there as P(positive) / (P(positive) + P(negative))).
+A contrastive pair is ``{"prompt", "positive", "negative", "split", "cluster"}``:
+the completions are appended to the prompt as written, and must differ in their
+first token (the behaviour is read there as P(positive) / (P(positive) +
+P(negative))); pairs of one cluster (a request's verb and object, a question's
+template) are resampled together.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +45,14 @@ from sklearn.linear_model import OrthogonalMatchingPursuit
 from saesteer.core.codes import encode, read_tokens
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import AddVector, batches, forward_with_edits
+from saesteer.core.sae_training import reconstruction_stats
 from saesteer.core.saes import unit_decoder
-from saesteer.core.stats import auroc
-from saesteer.organism.language import Language
+from saesteer.core.splits import disjoint
+from saesteer.core.stats import auroc, paired_difference
+from saesteer.organism.language import COMPLY_OPEN, REFUSE_OPEN, Language
 from saesteer.study.params import ParameterError
+
+DRAWS = 1000  # bootstrap draws of every interval (core.stats' default)
 
 
 # --- contrastive pairs ---------------------------------------------------------------------------
@@ -50,26 +61,46 @@ class Pair:
     """A contrastive question: the prompt and the two answers appended to it."""
 
     prompt: str
-    positive: str  # e.g. " a": the answer showing the behaviour (corrigible)
+    positive: str  # e.g. " sorry": the answer showing the behaviour (refusal)
     negative: str
-    split: str = "eval"  # "selection" (builds vectors) or "eval" (measures)
+    split: str = "eval"  # "selection" (builds vectors, makes choices) or "eval" (measures)
+    cluster: str = ""  # pairs resampled together (the request's verb and object); empty: the prompt
 
     @property
     def texts(self) -> tuple[str, str]:
         return self.prompt + self.positive, self.prompt + self.negative
 
+    @property
+    def unit(self) -> str:
+        """The resampling unit this pair belongs to."""
+        return self.cluster or self.prompt
 
-def organism_pairs(n_selection: int, n_eval: int, seed: int = 0) -> list[Pair]:
-    """The organism's A/B corrigibility questions: training-distribution ones (selection) and held-out ones (eval)."""
-    language = Language(seed)
-    sel = [("selection", d) for d in language.selection_set("ab", n_selection)]
-    held = [("eval", d) for d in language.eval_set("ab", n_eval)]
-    return [Pair(d.prompt(), f" {d.truth['positive']}", f" {d.truth['negative']}", split) for split, d in sel + held]
+
+BEHAVIOURS = {  # organism behaviour -> (dialogue kind, positive and negative answer, planted concept or None)
+    "refusal": ("jailbreak", REFUSE_OPEN, COMPLY_OPEN, "refusal"),  # about half of jailbreaks are refused
+    "corrigibility": ("ab", None, None, None),  # the paper's behaviour: A/B letters, no planted concept
+}
+
+
+def _organism_pair(d, behaviour: str, split: str) -> Pair:
+    _, positive, negative, _ = BEHAVIOURS[behaviour]
+    if positive is None:
+        positive, negative = d.truth["positive"], d.truth["negative"]
+    return Pair(d.prompt(), f" {positive}", f" {negative}", split, d.truth["cluster"])
+
+
+def organism_pairs(n_selection: int, n_eval: int, behaviour: str = "refusal", seed: int = 0) -> list[Pair]:
+    """The organism's pairs of ``behaviour`` (see ``BEHAVIOURS``): training-distribution prompts (selection) and
+    held-out ones (eval; for refusal, verb-object combinations never trained on)."""
+    language, kind = Language(seed), BEHAVIOURS[behaviour][0]
+    sel = [_organism_pair(d, behaviour, "selection") for d in language.selection_set(kind, n_selection)]
+    held = [_organism_pair(d, behaviour, "eval") for d in language.eval_set(kind, n_eval)]
+    return sel + held
 
 
 def load_pairs(path: str | Path) -> list[Pair]:
-    """Pairs from JSONL: one ``{"prompt", "positive", "negative", "split"}`` object per line, split
-    "selection" (the vector is built on these) or "eval" (the behaviour is measured on these)."""
+    """Pairs from JSONL: one ``{"prompt", "positive", "negative", "split"}`` object per line (optionally a
+    ``"cluster"``), split "selection" (the vector is built and choices made on these) or "eval" (measured)."""
     pairs = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         if line.strip():
@@ -78,25 +109,29 @@ def load_pairs(path: str | Path) -> list[Pair]:
             if missing or row["split"] not in ("selection", "eval"):
                 raise ParameterError(f"Pair file {str(path)!r} line {n} needs prompt, positive, negative and a split of "
                                      f"'selection' or 'eval'; got keys {sorted(row)}.")
-            pairs.append(Pair(row["prompt"], row["positive"], row["negative"], row["split"]))
+            pairs.append(Pair(row["prompt"], row["positive"], row["negative"], row["split"], str(row.get("cluster", ""))))
     return pairs
 
 
-def export_pairs(path: str | Path, n_selection: int = 200, n_eval: int = 200) -> Path:
+def export_pairs(path: str | Path, n_selection: int = 200, n_eval: int = 200, behaviour: str = "refusal") -> Path:
     """Write the organism's pairs in the pair-file format (the template for a real model's file)."""
-    lines = [json.dumps(p.__dict__) for p in organism_pairs(n_selection, n_eval)]
+    lines = [json.dumps(p.__dict__) for p in organism_pairs(n_selection, n_eval, behaviour)]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("\n".join(lines) + "\n")
     return Path(path)
 
 
-def split_pairs(pairs: list[Pair], n_selection: int, n_eval: int) -> tuple[list[Pair], list[Pair]]:
-    """(selection pairs, eval pairs), at most ``n_selection`` and ``n_eval``, with a clear error if either is empty."""
-    sel = [p for p in pairs if p.split == "selection"][:n_selection]
+def split_pairs(pairs: list[Pair], n_build: int, n_choose: int, n_eval: int) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """(build, choose, eval): the first ``n_build`` selection pairs build the vectors, the next ``n_choose`` choose
+    the layer (the build pairs again when there are no more), at most ``n_eval`` eval pairs measure; stops when a
+    prompt is in both splits or a split is empty."""
+    sel = [p for p in pairs if p.split == "selection"]
+    build, choose = sel[:n_build], sel[n_build:n_build + n_choose] or sel[:n_choose]
     held = [p for p in pairs if p.split == "eval"][:n_eval]
-    if not sel or not held:
+    if not build or not held:
         raise ParameterError("Parameter 'pairs' must give at least one 'selection' and one 'eval' pair.")
-    return sel, held
+    disjoint([p.prompt for p in sel], [p.prompt for p in held], "pair prompts")
+    return build, choose, held
 
 
 def answer_tokens(tokenizer, pairs: Sequence[Pair]) -> torch.Tensor:
@@ -179,15 +214,23 @@ def steer_grid(lm, pairs: Sequence[Pair], answers: torch.Tensor, site: Site, vec
     return logit.reshape(n_v, n_m, n_p).numpy()
 
 
-def shift_stats(logits: np.ndarray, base: np.ndarray) -> dict:
-    """Mean shift of P(positive) and of the behaviour logit against the unsteered run, each with a 95%
-    normal interval over pairs (the pairs are the unit: each is steered and unsteered)."""
-    out = {"n": len(base)}
-    for name, f in [("p", lambda x: 1 / (1 + np.exp(-x))), ("logit", lambda x: x)]:
-        d = f(logits) - f(base)
-        half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-        out |= {f"{name}_shift": float(d.mean()), f"{name}_lo": float(d.mean() - half), f"{name}_hi": float(d.mean() + half)}
-    return out
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def shift_stats(logits: np.ndarray, base: np.ndarray, clusters: Sequence[str]) -> dict:
+    """Shift of P(positive) and of the behaviour logit against the unsteered run on the same pairs: means with
+    95% intervals that resample clusters of pairs, and the per-pair P shifts (for paired comparisons)."""
+    p, p_lo, p_hi = paired_difference(sigmoid(logits), sigmoid(base), clusters)
+    lg, lg_lo, lg_hi = paired_difference(logits, base, clusters)
+    return {"n": len(base), "clusters": len(set(clusters)), "p_shift": p, "p_lo": p_lo, "p_hi": p_hi,
+            "logit_shift": lg, "logit_lo": lg_lo, "logit_hi": lg_hi, "shifts": (sigmoid(logits) - sigmoid(base)).tolist()}
+
+
+def paired(rows: Sequence[dict], a: str, b: str, clusters: Sequence[str]) -> tuple[float, float, float]:
+    """Mean of vector ``a``'s P shift minus vector ``b``'s over the same pairs, with its clustered 95% interval."""
+    by = {r["vector"]: r for r in rows}
+    return paired_difference(by[a]["shifts"], by[b]["shifts"], clusters)
 
 
 def steerability(lm, vecs: dict, eval_pairs: Sequence[Pair], multipliers: Sequence[float], batch_size: int) -> list[dict]:
@@ -228,6 +271,11 @@ def top(weights: torch.Tensor, k: int, signed: bool = False) -> list[dict]:
     return [{"feature": int(j), "value": float(weights[j])} for j in order]
 
 
+def top_active(codes: torch.Tensor, k: int) -> list[dict]:
+    """The ``k`` largest codes that are nonzero (fewer when fewer fire)."""
+    return [r for r in top(codes, k) if r["value"] > 0]
+
+
 def overlap(a: Sequence[dict], b: Sequence[dict]) -> int:
     """Number of features two top lists share."""
     return len({r["feature"] for r in a} & {r["feature"] for r in b})
@@ -242,15 +290,66 @@ def norm_table(v: torch.Tensor, real: torch.Tensor) -> dict:
 
 
 def top_latents(sae, v: torch.Tensor, scales: Sequence[float], k: int, median_norm: float) -> dict:
-    """Table 1 of the paper: top-k latents of encode(v) and encode(0), and of encode(a v) for each scale."""
-    zero = top(encode(sae, torch.zeros_like(v)), k)
+    """Table 1 of the paper: the top-k active latents of encode(v) and encode(0), and of encode(a v) for each
+    scale with the share of its top k that are encode(0)'s (0 when encode(0) fires nothing)."""
+    zero = top_active(encode(sae, torch.zeros_like(v)), k)
     rows = []
     for a in scales:
         codes = encode(sae, a * v)
-        latents = top(codes, k)
+        latents = top_active(codes, k)
         rows.append({"scale": a, "norm_over_median": float(a * v.norm() / median_norm), "top": latents,
-                     "overlap_with_zero": overlap(latents, zero), "active": int((codes > 0).sum())})
-    return {"v": top(encode(sae, v), k), "zero": zero, "scales": rows}
+                     "overlap_with_zero": overlap(latents, zero), "share_with_zero": overlap(latents, zero) / k,
+                     "active": int((codes > 0).sum())})
+    return {"v": top_active(encode(sae, v), k), "zero": zero, "scales": rows}
+
+
+def zero_code(sae, real: torch.Tensor) -> dict:
+    """What the bias alone gives, encode(0): how many features fire, the largest code, and that code over the
+    median nonzero code of real tokens (a "bias feature" is as large as ordinary codes)."""
+    zero, codes = encode(sae, torch.zeros(sae.cfg.d_in)), encode(sae, real)
+    typical = float(codes[codes > 0].median()) if (codes > 0).any() else float("nan")
+    return {"architecture": sae.cfg.architecture(), "zero_l0": int((zero > 0).sum()), "zero_max": float(zero.max()),
+            "real_median_code": typical, "zero_max_over_median": float(zero.max()) / typical}
+
+
+# --- resampled vectors ----------------------------------------------------------------------------------
+def resampled_vectors(diffs: torch.Tensor, clusters: Sequence[str], draws: int = DRAWS, seed: int = 0) -> torch.Tensor:
+    """[draws, d] CAA vectors rebuilt on pairs resampled by cluster (``diffs``: each pair's positive minus
+    negative activation): the spread of everything computed from v."""
+    _, index = np.unique(np.asarray(clusters), return_inverse=True)
+    index = torch.as_tensor(index)
+    sums = torch.zeros(int(index.max()) + 1, diffs.shape[1]).index_add_(0, index, diffs.float())
+    sizes = torch.bincount(index).float()
+    picks = torch.as_tensor(np.random.default_rng(seed).integers(0, len(sizes), (draws, len(sizes))))
+    return sums[picks].sum(1) / sizes[picks].sum(1)[:, None]
+
+
+def interval(values) -> dict:
+    """The 2.5th and 97.5th percentiles of bootstrap draws."""
+    values = np.asarray(values, float)
+    return {"lo": float(np.percentile(values, 2.5)), "hi": float(np.percentile(values, 97.5))}
+
+
+def norm_bootstrap(draws: torch.Tensor, real: torch.Tensor) -> dict:
+    """Share of real tokens with a norm below |v| and |v| over the median real norm, over resampled vectors."""
+    norms = real.norm(dim=1).sort().values
+    v_norms = draws.norm(dim=1)
+    share = torch.searchsorted(norms, v_norms).float() / len(norms)
+    return {"share_below_v": interval(share), "ratio_to_median": interval(v_norms / norms.median())}
+
+
+def overlap_bootstrap(sae, draws: torch.Tensor, scales: Sequence[float], k: int) -> dict:
+    """Per scale a: the interval of the share of encode(a v)'s top-k active latents that are among encode(0)'s,
+    over resampled vectors."""
+    zero = encode(sae, torch.zeros(draws.shape[1]))
+    in_zero = torch.zeros_like(zero, dtype=torch.bool)
+    in_zero[[r["feature"] for r in top_active(zero, k)]] = True
+    out = {}
+    for a in scales:
+        codes = encode(sae, a * draws)
+        value, idx = codes.topk(min(k, codes.shape[1]), dim=1)
+        out[str(a)] = interval(((value > 0) & in_zero[idx]).sum(1).float() / k)
+    return out
 
 
 def default_components(sae, v: torch.Tensor, real: torch.Tensor, features: Sequence[int]) -> list[dict]:
@@ -292,13 +391,27 @@ def negative_projections(sae, v: torch.Tensor, pos: torch.Tensor, neg: torch.Ten
     return rows
 
 
+def negative_test(sae, v: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, clusters: Sequence[str], n: int) -> dict:
+    """The ``n`` most negative projections of v (built on selection pairs) read on held-out pairs (``pos``,
+    ``neg``), and for the strongest one the held-out paired difference of its code on the negative minus the
+    positive answer, with its clustered 95% interval (the feature "belongs to" the negative answer)."""
+    rows = negative_projections(sae, v, pos, neg, n)
+    j = rows[0]["feature"]
+    diff = paired_difference(encode(sae, neg)[:, j], encode(sae, pos)[:, j], clusters)
+    return {"rows": rows, "neg_minus_pos": dict(zip(("mean", "lo", "hi"), diff))}
+
+
 # --- ground truth and decompositions -------------------------------------------------------------------
-def ground_truth(sae, pos: torch.Tensor, neg: torch.Tensor) -> np.ndarray:
-    """Per feature, the AUROC of its code for telling positive-answer tokens from negative-answer tokens of
-    held-out pairs: the behaviour's ground truth (> 0.5: more active on the positive answer)."""
-    codes = torch.cat([encode(sae, pos), encode(sae, neg)]).numpy()
-    label = np.r_[np.ones(len(pos), bool), np.zeros(len(neg), bool)]
-    return np.nan_to_num(auroc(codes, label), nan=0.5)
+def planted_truth(subject, site: Site, sae, concept: str | None) -> np.ndarray | None:
+    """Per feature, the AUROC of its code for the planted ``concept``'s tokens against contrasting tokens of
+    held-out labelled dialogues (``organism.probes``: for refusal, every word of a refusal against benign
+    answers and harmful compliance): a ground truth that uses neither the pairs nor their SAE codes. None
+    when the subject plants no such concept (a real model, or a behaviour without one)."""
+    if concept is None or subject.language is None:
+        return None
+    from saesteer.organism.probes import concept_aurocs
+
+    return np.nan_to_num(concept_aurocs(subject.lm, subject.language, site, sae)[concept], nan=0.5)
 
 
 def omp(sae, v: torch.Tensor, k: int) -> torch.Tensor:
@@ -340,14 +453,42 @@ def score_methods(weights: dict[str, torch.Tensor], truth: np.ndarray, k: int, m
     return rows
 
 
+def recovery_auroc(weights: dict[str, torch.Tensor], truth: np.ndarray, margin: float, draws: int = DRAWS,
+                   seed: int = 0) -> dict:
+    """How well each method's signed weights single out the ground-truth features: the AUROC, over all
+    features, of weight x side (side = which side of 0.5 the feature's truth AUROC lies) for ground-truth
+    features (|AUROC - 0.5| >= ``margin``) against the rest; and each method minus ``encode(v)`` with a 95%
+    interval resampling features (the same features for both methods: a paired comparison)."""
+    names = list(weights)
+    label = np.abs(truth - 0.5) >= margin
+    scores = np.stack([weights[n].numpy() * np.sign(truth - 0.5) for n in names], axis=1)
+    out = {"n_truth": int(label.sum()), "n_features": len(truth), "methods": {}}
+    if label.all() or not label.any():
+        return out | {"methods": {n: {"auroc": float("nan")} for n in names}}
+    point = auroc(scores, label)
+    rng, boot = np.random.default_rng(seed), []
+    while len(boot) < draws:
+        idx = rng.integers(0, len(truth), len(truth))
+        if label[idx].any() and not label[idx].all():
+            boot.append(auroc(scores[idx], label[idx]))
+    boot = np.asarray(boot)
+    base = names.index("encode(v)")
+    for i, n in enumerate(names):
+        out["methods"][n] = {"auroc": float(point[i]), **interval(boot[:, i]),
+                             "minus_naive": float(point[i] - point[base]),
+                             **{f"minus_naive_{b}": x for b, x in interval(boot[:, i] - boot[:, base]).items()}}
+    return out
+
+
 # --- the steering test --------------------------------------------------------------------------------------
-def reconstruction_vectors(sae, v: torch.Tensor, weights: dict[str, torch.Tensor], k: int, seed: int) -> dict[str, torch.Tensor]:
-    """The vectors steered with, every one rescaled to |v|: v; the SAE's reconstruction decode(encode(v));
-    each method's top-k features times their weights (codes along W_dec, or coefficients along unit
-    directions); and a random direction (the control)."""
+def reconstruction_vectors(sae, v: torch.Tensor, weights: dict[str, torch.Tensor], k: int, seed: int,
+                           others: dict | None = None) -> dict[str, torch.Tensor]:
+    """The vectors steered with, every one rescaled to |v|: v; the SAE's reconstruction decode(encode(v)) (and
+    ``others``' ones, {name: SAE}, as "<name> reconstruction"); each method's top-k features times their
+    weights (codes along W_dec, or coefficients along unit directions); and a random direction (the control)."""
     dirs, w_dec = unit_decoder(sae), sae.W_dec.detach().float()
-    with torch.no_grad():
-        vecs = {"v": v, "SAE reconstruction": sae.decode(encode(sae, v)[None].to(sae.W_dec.dtype))[0].float()}
+    vecs = {"v": v, "SAE reconstruction": reconstruct(sae, v)}
+    vecs |= {f"{name} reconstruction": reconstruct(other, v) for name, other in (others or {}).items()}
     for name, w in weights.items():
         keep = torch.zeros_like(w)
         idx = torch.argsort(w.abs(), descending=True)[:k]
@@ -357,51 +498,108 @@ def reconstruction_vectors(sae, v: torch.Tensor, weights: dict[str, torch.Tensor
     return {name: x * v.norm() / x.norm().clamp_min(1e-12) for name, x in vecs.items()}
 
 
+def reconstruct(sae, v: torch.Tensor) -> torch.Tensor:
+    """decode(encode(v)) as float32."""
+    with torch.no_grad():
+        return sae.decode(encode(sae, v)[None].to(sae.W_dec.dtype))[0].float()
+
+
 def steering_test(lm, site: Site, vecs: dict[str, torch.Tensor], v: torch.Tensor, eval_pairs: Sequence[Pair],
-                  multiplier: float, batch_size: int) -> list[dict]:
-    """Each vector added at ``multiplier`` (matched norm |multiplier v|) on the held-out pairs, one batched grid:
-    the behaviour shift against the unsteered run with 95% intervals, and the vector's cosine with v."""
+                  multipliers: Sequence[float], batch_size: int) -> list[dict]:
+    """Each vector added at each multiplier (matched norm |multiplier v|) on the held-out pairs, one batched
+    grid: per (multiplier, vector) the P shift against the unsteered run on the same pairs (clustered 95%
+    intervals, per-pair shifts kept for paired comparisons) and the vector's cosine with v."""
     answers = answer_tokens(lm.tokenizer, eval_pairs)
-    names = list(vecs)
-    grid = steer_grid(lm, eval_pairs, answers, site, torch.stack([vecs[n] for n in names]), [0.0, multiplier], batch_size)
+    names, clusters = list(vecs), [p.unit for p in eval_pairs]
+    grid = steer_grid(lm, eval_pairs, answers, site, torch.stack([vecs[n] for n in names]), [0.0, *multipliers], batch_size)
     base = grid[0, 0]
-    return [{"vector": n, "cosine with v": float(vecs[n] @ v / (vecs[n].norm() * v.norm()).clamp_min(1e-12)),
-             **shift_stats(grid[i, 1], base)} for i, n in enumerate(names)]
+    return [{"vector": n, "multiplier": m, "cosine with v": float(vecs[n] @ v / (vecs[n].norm() * v.norm()).clamp_min(1e-12)),
+             **shift_stats(grid[i, j + 1], base, clusters)} for j, m in enumerate(multipliers) for i, n in enumerate(names)]
 
 
 # --- the chapter's stages ------------------------------------------------------------------------------
-def vectors_stage(subject, sel: Sequence[Pair], ev: Sequence[Pair], layers: Sequence[int], params: dict) -> dict:
-    """CAA vectors at every layer (on selection pairs) and their steerability (on held-out pairs)."""
-    vecs = caa_vectors(subject.lm, sel, layers, params["batch_size"])
-    rows = steerability(subject.lm, vecs, ev, params["multipliers"], params["batch_size"])
+def chapter_saes(subject, site: Site, families: Sequence[str]) -> dict:
+    """{name: SAE} analysed at ``site``, the first the claims' SAE. The organism with its own SAEs: each of
+    ``families`` ("jumprelu": ``organism.jumprelu``'s, "topk": the committed ones); any other subject: its one
+    SAE, named by its architecture."""
+    p = subject.params
+    if subject.is_organism and not p["sae_path"] and not p["sae_release"]:
+        from saesteer.organism.jumprelu import jumprelu_sae
+
+        load = {"jumprelu": lambda: jumprelu_sae(site), "topk": lambda: subject.sae(site)}
+        return {family: load[family]() for family in families}
+    sae = subject.sae(site)
+    return {sae.cfg.architecture(): sae}
+
+
+def saes_fingerprint(site: Site) -> str:
+    """A digest of the organism's JumpReLU SAE at ``site`` (its weights), for the stage cache key."""
+    from saesteer.organism.jumprelu import out_dir
+
+    path = out_dir() / site.slug / "sae_weights.safetensors"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "none"
+
+
+def vectors_stage(subject, build: Sequence[Pair], choose: Sequence[Pair], layers: Sequence[int], params: dict) -> dict:
+    """CAA vectors at every layer (on the build pairs) and their steerability (on the choose pairs)."""
+    vecs = caa_vectors(subject.lm, build, layers, params["batch_size"])
+    rows = steerability(subject.lm, vecs, choose, params["multipliers"], params["batch_size"])
     return {"vectors": {str(layer): vecs[layer]["v"].tolist() for layer in layers}, "steerability": rows}
 
 
-def analysis_stage(subject, layer: int, v: torch.Tensor, sel: Sequence[Pair], ev: Sequence[Pair], texts: Sequence[str],
-                   params: dict) -> dict:
-    """Everything about v at ``layer`` that needs no steering: norms, Table 1 and its scale sweep, the default
-    components, the negative projections, the ground truth and every decomposition with its score."""
-    sae, bs, k = subject.sae(Site(layer)), params["batch_size"], params["top_k"]
+def pair_acts(lm, pairs: Sequence[Pair], layer: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``resid_post`` at the answer token of each pair with the positive and with the negative answer."""
+    pos, neg = (last_token_acts(lm, [p.texts[i] for p in pairs], [layer], batch_size)[layer] for i in (0, 1))
+    return pos, neg
+
+
+def analysis_stage(subject, layer: int, v: torch.Tensor, build: Sequence[Pair], ev: Sequence[Pair], texts: Sequence[str],
+                   saes: dict, concept: str | None, params: dict) -> dict:
+    """Everything about v at ``layer`` that needs no steering: the norms (with intervals from v rebuilt on
+    resampled build pairs), and per SAE of ``saes``: Table 1 and its scale sweep with intervals, encode(0),
+    the default components, the negative projections read on held-out pairs, the ground truth and every
+    decomposition with its score."""
+    bs, draws = params["batch_size"], params["draws"]
     real = token_acts(subject.lm, texts, layer, params["n_norm_tokens"], bs)
-    pos, neg = (last_token_acts(subject.lm, [p.texts[i] for p in sel], [layer], bs)[layer] for i in (0, 1))
-    ev_pos, ev_neg = (last_token_acts(subject.lm, [p.texts[i] for p in ev], [layer], bs)[layer] for i in (0, 1))
+    pos, neg = pair_acts(subject.lm, build, layer, bs)
+    ev_pos, ev_neg = pair_acts(subject.lm, ev, layer, bs)
+    resampled = resampled_vectors(pos - neg, [p.unit for p in build], draws, params["seed"])
     norms = norm_table(v, real)
-    table = top_latents(sae, v, params["scales"], k, norms["q50"])
-    truth = ground_truth(sae, ev_pos, ev_neg)
-    weights = decompositions(sae, v, pos, neg, params["recon_k"])
-    return {"layer": layer, "norms": norms, "table1": table, "mean_direction": mean_direction(v, real),
-            "default": default_components(sae, v, real, [r["feature"] for r in table["zero"]]),
-            "negative": negative_projections(sae, v, pos, neg, k), "truth": truth.tolist(),
-            "methods": score_methods(weights, truth, k, params["gt_margin"]),
-            "weights": {name: w.tolist() for name, w in weights.items()}}
+    out = {"layer": layer, "norms": norms, "norm_intervals": norm_bootstrap(resampled, real),
+           "mean_direction": mean_direction(v, real), "saes": {}}
+    for name, sae in saes.items():
+        out["saes"][name] = sae_analysis(subject, Site(layer), sae, v, real, resampled, (pos, neg), (ev_pos, ev_neg),
+                                         [p.unit for p in ev], concept, norms["q50"], params)
+    return out
 
 
-def steering_stage(subject, layer: int, v: torch.Tensor, analysis: dict, ev: Sequence[Pair], params: dict) -> list[dict]:
-    """The steering test at the headline multiplier, every vector at |v|."""
-    sae = subject.sae(Site(layer))
-    weights = {name: torch.tensor(w) for name, w in analysis["weights"].items()}
-    vecs = reconstruction_vectors(sae, v, weights, params["recon_k"], params["seed"])
-    return steering_test(subject.lm, Site(layer), vecs, v, ev, params["headline_multiplier"], params["batch_size"])
+def sae_analysis(subject, site: Site, sae, v: torch.Tensor, real: torch.Tensor, resampled: torch.Tensor, sel: tuple,
+                 held: tuple, clusters: Sequence[str], concept: str | None, median: float, params: dict) -> dict:
+    """One SAE's part of ``analysis_stage`` (with its FVU, L0 and dead share on the real tokens, so the
+    architectures are compared at known quality)."""
+    k = params["top_k"]
+    table = top_latents(sae, v, params["scales"], k, median)
+    truth = planted_truth(subject, site, sae, concept)
+    weights = decompositions(sae, v, *sel, params["recon_k"])
+    out = {"zero": zero_code(sae, real), "quality": reconstruction_stats(sae, real), "table1": table, "overlap_intervals": overlap_bootstrap(sae, resampled, params["scales"], k),
+           "default": default_components(sae, v, real, [r["feature"] for r in table["zero"]]),
+           "negative": negative_test(sae, v, *held, clusters, k), "weights": {n: w.tolist() for n, w in weights.items()},
+           "truth": None if truth is None else truth.tolist()}
+    if truth is not None:
+        out["methods"] = score_methods(weights, truth, k, params["gt_margin"])
+        out["recovery"] = recovery_auroc(weights, truth, params["gt_margin"], params["draws"], params["seed"])
+    return out
+
+
+def steering_stage(subject, layer: int, v: torch.Tensor, analysis: dict, saes: dict, ev: Sequence[Pair],
+                   params: dict) -> list[dict]:
+    """The steering test at every positive multiplier of the sweep, every vector at |v|: the first SAE's
+    reconstruction and decompositions, the other SAEs' reconstructions."""
+    (name, sae), *others = saes.items()
+    weights = {n: torch.tensor(w) for n, w in analysis["saes"][name]["weights"].items()}
+    vecs = reconstruction_vectors(sae, v, weights, params["recon_k"], params["seed"], dict(others))
+    multipliers = [m for m in params["multipliers"] if m > 0]
+    return steering_test(subject.lm, Site(layer), vecs, v, ev, multipliers, params["batch_size"])
 
 
 def truth_features(truth: Sequence[float], margin: float) -> list[dict]:
@@ -411,6 +609,14 @@ def truth_features(truth: Sequence[float], margin: float) -> list[dict]:
     return [{"feature": j, "auroc": float(t[j]), "side": "positive" if t[j] > 0.5 else "negative"} for j in idx]
 
 
+def precision_grid(weights: dict, truth: Sequence[float], ks: Sequence[int], margins: Sequence[float]) -> list[dict]:
+    """Precision at k of every method for each k and ground-truth margin (the sensitivity of claim 5)."""
+    w = {n: torch.tensor(x) for n, x in weights.items()}
+    t = np.asarray(truth)
+    return [{"k": k, "margin": m, "method": r["method"], "precision": r["precision"]}
+            for k in ks for m in margins for r in score_methods(w, t, k, m)]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m saesteer.analyses.decomposition --export-pairs FILE``: the organism's pairs as a pair file."""
     import argparse
@@ -418,8 +624,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--export-pairs", required=True, metavar="FILE", help="JSONL file to write")
     parser.add_argument("--pairs", type=int, default=200, help="pairs per split")
+    parser.add_argument("--behaviour", default="refusal", choices=sorted(BEHAVIOURS), help="the organism's behaviour")
     args = parser.parse_args(argv)
-    path = export_pairs(args.export_pairs, args.pairs, args.pairs)
+    path = export_pairs(args.export_pairs, args.pairs, args.pairs, args.behaviour)
     print(f"wrote {len(path.read_text().splitlines())} pairs to {path}")
     return 0
 

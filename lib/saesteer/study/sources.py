@@ -79,8 +79,9 @@ def chapter_digest(root: Path, chapter: str) -> hashlib._Hash:
     digest = hashlib.sha256(notebook.read_bytes())
     for name in notebook_modules(notebook):
         digest.update(name.encode() + module_file(name).read_bytes())
-    for manifest in (root / "data" / "organism" / "manifest.json", root / "data" / "organism" / "second" / "manifest.json"):
-        if manifest.exists():  # the organism, and the second organism that judges coherence
+    organism = root / "data" / "organism"  # the organism, its JumpReLU SAEs and the second organism (coherence)
+    for manifest in (organism / "manifest.json", organism / "saes_jumprelu" / "quality.json", organism / "second" / "manifest.json"):
+        if manifest.exists():
             digest.update(manifest.read_bytes())
     if any(name.startswith(f"{PACKAGE}.gemma3") for name in notebook_modules(notebook)):
         for record in sorted((root / "data" / "gemma3").glob("*.json")):  # the real model's manifests and quality
