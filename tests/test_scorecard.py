@@ -22,7 +22,9 @@ def results_root(tmp_path, monkeypatch) -> Path:
         rows = [claim(n, f"claim {n}", "paper says", "study finds", verdict, "evidence", n=10, unit="prompt",
                       preregistered={"clamp": "parameter file"}, caveat="no bias" if verdict == "not testable" else "")
                 for n, verdict in zip(scorecard.SECTIONS[chapter], VERDICTS * 2)]
-        save_results(tmp_path / params["setting"] / chapter, params, {"claims": rows})
+        side = [claim(2, "claim 2", "p", "s", "not testable", "e", n=1, unit="SAE", preregistered={},
+                      caveat="a TopK SAE has no bias to dominate")]
+        save_results(tmp_path / params["setting"] / chapter, params, {"claims": rows, "comparison_claims": side})
     return tmp_path
 
 
@@ -41,6 +43,8 @@ def test_rows_link_every_claim_to_its_section_and_count_verdicts(results_root):
     untestable = [row["id"] for row in table if row["verdict"] == "not testable"]
     assert scorecard.untestable_sentence(table).startswith(f"The organism cannot test {len(untestable)} of {len(table)} claims.")
     assert f"**{untestable[0]}**: no bias" in scorecard.untestable_sentence(table)
+    assert "In the comparison its chapter also runs, A2 and B2 and C2 and D2 would not be testable: a TopK SAE" \
+        in scorecard.untestable_sentence(table)
 
 
 def test_a_missing_results_file_stops_the_scorecard(results_root):

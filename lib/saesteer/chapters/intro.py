@@ -89,11 +89,15 @@ def rows(root: Path, listing: dict[str, Path]) -> list[dict]:
         if chapter not in listing:
             raise ResultsError(f"the book's chapter list has no {chapter}; the scorecard needs all four papers.")
         results = load_results(root, chapter, listing[chapter])
+        compared = {}  # claim -> its rows in a chapter's side comparison (e.g. chapter B on TopK SAEs)
+        for row in results.get("comparison_claims", []):
+            compared.setdefault(row["claim"], []).append(row)
         for row in results["claims"]:
             if row["verdict"] not in VERDICTS:
                 raise ResultsError(f"{chapter} claim {row['claim']}: unknown verdict {row['verdict']!r}.")
             table.append({"id": f"{letter}{row['claim']}", "chapter": chapter, "link": section_link(chapter, row["claim"]),
                           "subject": results["setting"], "evidence": evidence_text(row), "caveat": row["caveat"],
+                          "comparison": compared.get(row["claim"], []),
                           **{k: row[k] for k in ("statement", "paper", "this study", "verdict")}})
     return table
 
@@ -130,13 +134,18 @@ def html_table(table: list[dict]) -> str:
 
 
 def untestable_sentence(table: list[dict]) -> str:
-    """Which claims the subject cannot test, and why (their caveats), as one paragraph."""
+    """Which claims the subject cannot test and why (their caveats), and which become untestable in a chapter's
+    side comparison (e.g. other SAEs), as one paragraph."""
     rows = [row for row in table if row["verdict"] == "not testable"]
-    if not rows:
-        return "Every claim is testable on this subject."
-    subject = rows[0]["subject"]
-    reasons = " ".join(f"**{row['id']}**: {row['caveat']}" for row in rows)
-    return f"The {subject} cannot test {len(rows)} of {len(table)} claims. {reasons}"
+    subject = table[0]["subject"] if table else "subject"
+    head = (f"The {subject} cannot test {len(rows)} of {len(table)} claims. " if rows
+            else f"Every claim is testable on the {subject}. ")
+    reasons = [f"**{row['id']}**: {row['caveat']}" for row in rows]
+    side = [(row["id"], c["caveat"]) for row in table for c in row.get("comparison", []) if c["verdict"] == "not testable"]
+    for caveat in dict.fromkeys(c for _, c in side):
+        ids = " and ".join(i for i, c in side if c == caveat)
+        reasons.append(f"In the comparison its chapter also runs, {ids} would not be testable: {caveat}")
+    return head + " ".join(reasons)
 
 
 def counts_sentence(tally: dict[str, dict[str, int]]) -> str:
