@@ -1,13 +1,15 @@
-"""Chapter C (Laptev et al.): the notebook's parameters, their checks, the claims table and the figures. The method is in ``analyses.flow``."""
+"""Chapter C (Laptev et al.): the notebook's parameters, their checks and the claims table. The method is in ``analyses.flow``.
+
+Every verdict comes from ``core.stats.verdict`` on a 95% interval (``combine`` for claims of several parts);
+the thresholds, margins, coefficients and schedule it depends on are parameters, fixed before the run and
+listed in each row's ``preregistered``; alternatives appear in the chapter's sensitivity figures only."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
-
-from saesteer.analyses.flow import GROUPS, METHODS, SCHEDULES, FlowGraph, parse_seed
+from saesteer.analyses.flow import SCHEDULES, FlowGraph, parse_seed
+from saesteer.core.stats import bootstrap_mean, combine, verdict
 from saesteer.organism.language import TOPICS
+from saesteer.study.judges import check_coherence_model
 from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
 from saesteer.study.subjects import SUBJECT_PARAMS
@@ -31,19 +33,28 @@ PARAMS = {  # the chapter's parameters
     "min_active_tokens": Param(int, min=1),  # a target must be active on at least this many corpus tokens
     "candidates_k": Param(int, min=1, max=64),  # per position, top-k cosine and top-k Pearson candidates searched
     "success_threshold": Param(float, min=0.0, max=1.0),  # a deactivation succeeds when the change reaches this
+    "pearson_margin": Param(float, min=0.0, max=1.0),  # C2: cosine is "about as good" when cosine - Pearson > -margin
     "graph_res_cut": Param(float, min=0.0, max=1.0),  # flow graph: residual chain cut where s_R falls below
     "graph_module_cut": Param(float, min=0.0, max=1.0),  # flow graph: attach module predecessors from here
     "max_children": Param(int, min=1, max=16),  # flow graph: forward branches kept per node
     "seed_topics": Param(list, items=str),  # organism topics whose best probe feature seeds a graph
     "seed_layer": Param(int, min=0, optional=True),  # layer of the seeds (null: the middle layer)
     "seed_features": Param(list, items=str),  # extra seeds "layer:feature" or "layer:feature:topic"
-    "steer_coefficients": Param(list, items=float, min=0.0, nonempty=True),  # s, added along unit decoder directions
+    "steer_coefficients": Param(list, items=float, min=0.0, nonempty=True),  # total added norm, shared by the layers
     "small_coefficients": Param(int, min=1),  # the smallest this many coefficients count as "small"
     "schedules": Param(list, choices=SCHEDULES, nonempty=True),  # cumulative schedules compared with single-layer steering
+    "primary_schedule": Param(str, choices=SCHEDULES),  # C4's verdict: this schedule against single-layer steering
+    "topic_auroc": Param(float, min=0.0, max=1.0),  # C3: a residual node stays on topic at this AUROC or above
+    "mlp_peak_depth": Param(float, min=0.0, max=1.0),  # C7: the paper's From-MLP peak, relative depth 18 / 25
+    "peak_width": Param(float, min=0.0, max=1.0),  # C7: layers within this relative depth of the peak form its band
+    "res_grid": Param(list, items=float, min=0.0, nonempty=True),  # sensitivity: res_threshold values shown
+    "module_grid": Param(list, items=float, min=0.0, nonempty=True),  # sensitivity: module_threshold values shown
     "alpha": Param(float),  # exponential schedule: s_l = s exp(alpha l)
     "deactivate_factors": Param(list, items=float, nonempty=True),  # r of the graph deactivation sweep
     "steer_prompts": Param(int, min=1, max=1000),  # prompts per steered topic
+    "check_prompts": Param(int, min=1, max=1000),  # prompts per topic in the single-layer check of every chain layer
     "new_tokens": Param(int, min=1, max=256),  # tokens generated per prompt
+    "coherence_model": Param(str),  # perplexity judge, never the steered model: "organism-second" or a model name
     "batch_size": Param(int, min=1, max=8192),  # rows per forward or generate call
     "seed": Param(int, min=0),
 }
@@ -51,6 +62,7 @@ PARAMS = {  # the chapter's parameters
 
 def check_params(params: dict) -> None:
     """Cross-parameter checks the specs cannot express."""
+    check_coherence_model(params)
     for topic in params["seed_topics"]:
         if topic not in TOPICS:
             raise ParameterError(f"Parameter 'seed_topics' must name topics from {', '.join(TOPICS)}; got {topic!r}.")
@@ -66,6 +78,8 @@ def check_params(params: dict) -> None:
         raise ParameterError("Parameter 'corpus_text' must name a text file for a model other than the organism.")
     if params["mlp_sae_release"] and not params["mlp_sae_id"]:
         raise ParameterError("Parameter 'mlp_sae_id' must name the id template when 'mlp_sae_release' is given.")
+    if params["primary_schedule"] not in params["schedules"]:
+        raise ParameterError("Parameter 'primary_schedule' must be one of the 'schedules' run.")
 
 
 def check_layers(params: dict, n_layers: int) -> None:
@@ -85,80 +99,131 @@ def check_layers(params: dict, n_layers: int) -> None:
                                  f"layers {layers}; add it to 'layers' or move the seed.")
 
 
-def claim_groups(groups: list[dict], agreement: list[dict]) -> dict:
-    """"From nowhere" is the commonest group, and cosine categories agree with co-activation."""
-    mean = {g: float(np.mean([r[g] for r in groups])) for g in GROUPS}
-    top = max(mean, key=mean.get)
-    by = {r["category"]: r for r in agreement}
-    agree = by["translated"]["RES predecessor active"] > by["newborn"]["RES predecessor active"]
-    verdict = "reproduced" if top == "From nowhere" and agree else "partly" if agree or top == "From nowhere" else "not reproduced"
+def _interval(x: dict) -> str:
+    return f"{x['diff']:+.3f} [{x['lo']:+.3f}, {x['hi']:+.3f}]"
+
+
+def claim_groups(nowhere: tuple, agreement: tuple, n_rows: int, thresholds: tuple[float, float]) -> dict:
+    """C1: "From nowhere" is the commonest group (its mean share minus the next group's > 0), and the data-free
+    categories agree with co-activation (RES predecessor active more often for translated than newborn pairs)."""
+    parts = verdict(nowhere[1], nowhere[2]), verdict(agreement[1], agreement[2])
     return claim(1, "Predecessor groups: 'From nowhere' is the commonest group; data-free categories match co-activation",
-                 "'From nowhere' commonest on Gemma-2-2B; three depth phases",
-                 f"commonest group: {top} ({100 * mean[top]:.0f}% of active pairs); RES predecessor co-active for "
-                 f"{100 * by['translated']['RES predecessor active']:.0f}% of translated vs "
-                 f"{100 * by['newborn']['RES predecessor active']:.0f}% of newborn pairs", verdict,
-                 f"mean group shares over layers: { {g: round(v, 3) for g, v in mean.items()} }.")
+                 "'From nowhere' commonest on Gemma-2-2B",
+                 f"'From nowhere' minus the next group {nowhere[0]:+.3f} [{nowhere[1]:+.3f}, {nowhere[2]:+.3f}]; RES co-active, "
+                 f"translated minus newborn {agreement[0]:+.3f} [{agreement[1]:+.3f}, {agreement[2]:+.3f}]", combine(*parts),
+                 "Both intervals resample corpus rows and the claim needs both above zero.", n=n_rows, unit="corpus row",
+                 preregistered={"res_threshold": f"parameter file ({thresholds[0]:g})",
+                                "module_threshold": f"parameter file ({thresholds[1]:g})"},
+                 caveat="The categories depend on the two thresholds; the sensitivity figure shows the alternatives.")
 
 
-def claim_deactivation(table: list[dict]) -> dict:
-    """Top-1 cosine about as good as Pearson, close to exhaustive; random top-5 worse."""
-    t = {r["method"]: r for r in table}
-    cos, cor, rnd, exh = (t[m] for m in METHODS)
-    as_good = cos["change hi"] >= cor["change lo"]  # cosine's interval reaches Pearson's
-    close = cos["mean change"] >= 0.8 * exh["mean change"]
-    worse = rnd["mean change"] < cos["mean change"]
-    verdict = "reproduced" if as_good and close and worse else "partly" if as_good or close else "not reproduced"
-    fmt = lambda r: f"{r['mean change']:.2f} [{r['change lo']:.2f}, {r['change hi']:.2f}] / {100 * r['success']:.0f}%"  # noqa: E731
-    return claim(2, "Top-1 cosine predecessors predict causal dependence about as well as Pearson and close to exhaustive search",
-                 "cosine 0.75 / 65%; Pearson 0.74 / 65%; exhaustive 0.83 / 73%; random top-5 worse",
-                 f"cosine {fmt(cos)}; Pearson {fmt(cor)}; exhaustive {fmt(exh)}; random top-5 {fmt(rnd)}", verdict,
-                 f"n = {cos['n']} features; 'close' = cosine mean change at least 80% of exhaustive's.")
+def claim_deactivation(table: list[dict], gaps: list[dict], margin: float) -> dict:
+    """C2: top-1 cosine beats a random pick among the top 5 (difference > 0) and is about as good as Pearson
+    (difference > -margin), paired over the same target features."""
+    by, t = {g["versus"]: g for g in gaps}, {r["method"]: r for r in table}
+    parts = verdict(by["random top-5"]["lo"], by["random top-5"]["hi"]), verdict(by["Pearson"]["lo"], by["Pearson"]["hi"], -margin)
+    cos, exh = t["top-1 cosine"], t["exhaustive"]
+    return claim(2, "Top-1 cosine predecessors predict causal dependence better than random top-5 and about as well as Pearson",
+                 "cosine 0.75 / 65%; Pearson 0.74 / 65%; exhaustive 0.83 / 73%; random top-5 worse (1,894 features)",
+                 f"cosine mean change {cos['mean change']:.2f} [{cos['change lo']:.2f}, {cos['change hi']:.2f}] (exhaustive "
+                 f"{exh['mean change']:.2f}); cosine minus random top-5 {_interval(by['random top-5'])}, minus Pearson "
+                 f"{_interval(by['Pearson'])}", combine(*parts),
+                 f"Cosine must beat random top-5 and stay within {margin:g} of Pearson, both on paired differences.",
+                 n=cos["n"], unit="target feature",
+                 preregistered={"target features": "seeded draw among features active on min_active_tokens corpus tokens",
+                                "pearson_margin": f"parameter file ({margin:g})"},
+                 caveat=f"The absolute changes are far below the paper's 0.75 (cosine here {cos['mean change']:.2f}): "
+                        "the organism's predecessors explain less of a feature than Gemma's do.")
 
 
-def claim_graphs(graphs: list[FlowGraph], min_auroc: float = 0.7) -> dict:
-    """Topic graphs stay on their topic at every layer (ground truth)."""
-    topical = [g for g in graphs if g.seed["topic"]]
-    stays = {g.seed["topic"]: min(n["topic_auroc"] for n in g.nodes.values() if n["position"] == "resid_post")
-             for g in topical if all(n["topic_auroc"] is not None for n in g.nodes.values())}
-    if not stays:
-        return claim(3, "Flow graphs of a topic feature stay on the topic at every layer", "qualitative (feature descriptions)",
-                     "no ground truth for this model", "not tested", "")
-    ok = sum(v >= min_auroc for v in stays.values())
-    spans = {g.seed["topic"]: len(g.chain) for g in topical}
-    verdict = "reproduced" if ok == len(stays) else "partly" if ok else "not reproduced"
-    return claim(3, "Flow graphs of a topic feature stay on the topic at every layer", "qualitative (feature descriptions)",
-                 f"{ok} of {len(stays)} topic graphs keep topic AUROC >= {min_auroc} at every residual node", verdict,
-                 f"lowest residual-node AUROC per topic { {t: round(v, 3) for t, v in stays.items()} }; layers spanned {spans}.")
+def claim_graphs(graphs: list[FlowGraph], min_auroc: float) -> dict:
+    """C3: topic graphs stay on their topic at every layer: the mean over graphs of the lowest residual-node
+    topic AUROC lies above ``min_auroc`` (interval resampling graphs)."""
+    lows = [min(n["topic_auroc"] for n in g.nodes.values() if n["position"] == "resid_post") for g in graphs
+            if g.seed["topic"] and all(n["topic_auroc"] is not None for n in g.nodes.values())]
+    statement = "Flow graphs of a topic feature stay on the topic at every layer"
+    if not lows:
+        return claim(3, statement, "qualitative (feature descriptions)", "no topic labels", "not testable",
+                     "The corpus has no topic labels for this model.", n=0, unit="graph", preregistered={},
+                     caveat="Without ground-truth topic labels a node's topic cannot be scored.")
+    mean, lo, hi = bootstrap_mean(lows)
+    ok = sum(v >= min_auroc for v in lows)
+    return claim(3, statement, "qualitative (feature descriptions)",
+                 f"lowest residual-node topic AUROC {mean:.3f} [{lo:.3f}, {hi:.3f}] on average; {ok} of {len(lows)} graphs at "
+                 f"or above {min_auroc:g} everywhere", verdict(lo, hi, min_auroc),
+                 f"The interval of the mean lowest AUROC over graphs is compared with {min_auroc:g}.", n=len(lows), unit="graph",
+                 preregistered={"topic_auroc": f"parameter file ({min_auroc:g})",
+                                "seeds": "best ground-truth probe feature per topic at seed_layer (organism probe table)"},
+                 caveat="Few graphs (one per topic); the sensitivity figure shows other AUROC cuts.")
 
 
-def claim_cumulative(summary: list[dict], small: Sequence[float]) -> dict:
-    """Cumulative steering beats single-layer steering at small coefficients (topic x coherence)."""
-    at = {(r["schedule"], r["s"]): r for r in summary}
-    wins, evidence = 0, []
-    for s in small:
-        single = at[("single", s)]
-        best = max((r for (k, c), r in at.items() if c == s and k not in ("single", "none")), key=lambda r: r["topic x coherence"])
-        beats = best["lo"] > single["hi"]
-        wins += beats
-        evidence.append(f"s={s:g}: single {single['topic x coherence']:.3f} [{single['lo']:.3f}, {single['hi']:.3f}], "
-                        f"{best['schedule']} {best['topic x coherence']:.3f} [{best['lo']:.3f}, {best['hi']:.3f}]")
-    higher = sum(max(r["topic x coherence"] for (k, c), r in at.items() if c == s and k not in ("single", "none"))
-                 > at[("single", s)]["topic x coherence"] for s in small)
-    verdict = "reproduced" if wins == len(small) else "partly" if wins or higher == len(small) else "not reproduced"
+def claim_cumulative(gaps: list[dict], primary: str, small: list[float], graphs: list[FlowGraph] = ()) -> dict:
+    """C4: cumulative steering (the pre-registered schedule) beats single-layer steering at small coefficients,
+    at the same total added norm: paired difference of topic share x coherence pooled over the small ones.
+    ``graphs`` (the topic graphs steered) say how many have more than one chain layer up to the seed (a graph
+    with one is steered the same way by every schedule and adds pairs with difference 0)."""
+    g = next(r for r in gaps if r["schedule"] == primary and r["s"] == "pooled")
+    several = sum(sum(layer <= gr.seed["layer"] for layer in gr.chain) > 1 for gr in graphs)
+    chains = f"{several} of {len(graphs)} topic graphs have more than one chain layer up to the seed; " if graphs else ""
     return claim(4, "Cumulative flow-graph steering beats single-layer steering at small coefficients",
                  "cumulative better at small s, less sensitive to hyperparameters",
-                 f"best cumulative schedule's interval above single-layer's at {wins} of {len(small)} small coefficients "
-                 f"(higher mean at {higher})", verdict, "; ".join(evidence) + ".")
+                 f"{primary} minus single, topic share x coherence at equal total norm {_interval(g)}", verdict(g["lo"], g["hi"]),
+                 f"Paired over {g['n']} (topic, prompt, total norm) triples at total norms {', '.join(f'{s:g}' for s in small)}, "
+                 f"resampling {g['clusters']} prompt clusters.",
+                 n=g["n"], unit="prompt cluster",
+                 preregistered={"primary_schedule": f"parameter file ({primary})", "small coefficients":
+                                f"parameter file (the {len(small)} smallest steer_coefficients, total added norm)"},
+                 caveat=chains + "other schedules and each coefficient alone are in the sensitivity figure; the coefficient range was "
+                        "set from the seed layer's residual norm after an earlier run found single-layer steering inert up to 32; "
+                        "the paper's second part (less sensitive to hyperparameters) is not scored.")
 
 
-def claim_tradeoff(summary: list[dict]) -> dict:
-    """Steering raises the behaviour and lowers coherence."""
-    base = next(r for r in summary if r["schedule"] == "none")
-    strongest = max(r["s"] for r in summary)
-    top = [r for r in summary if r["s"] == strongest and r["schedule"] != "none"]
-    up = float(np.mean([r["topic share"] for r in top])) - base["topic share"]
-    down = base["coherence"] - float(np.mean([r["coherence"] for r in top]))
-    verdict = "reproduced" if up > 0 and down > 0 else "partly" if up > 0 or down > 0 else "not reproduced"
+def claim_tradeoff(topic: dict, coh: dict, s: float, primary: str) -> dict:
+    """C5: steering raises the behaviour (topic share) and lowers coherence, paired against the unsteered model."""
+    parts = verdict(topic["lo"], topic["hi"]), verdict(coh["lo"], coh["hi"], higher=False)
     return claim(5, "Steering raises the behaviour and lowers coherence", "behaviour up, coherence down",
-                 f"at s={strongest:g}: topic share {base['topic share']:.2f} -> {base['topic share'] + up:.2f}, coherence "
-                 f"{base['coherence']:.2f} -> {base['coherence'] - down:.2f} (mean over schedules)", verdict, "")
+                 f"at total norm {s:g} ({primary}): topic share {_interval(topic)}, coherence {_interval(coh)} against unsteered",
+                 combine(*parts), f"Both paired differences against the same {topic['n']} prompts unsteered ({topic['clusters']} "
+                 "clusters) must have the claimed sign.",
+                 n=topic["n"], unit="prompt cluster",
+                 preregistered={"coefficient": "parameter file (the largest steer_coefficient)",
+                                "primary_schedule": f"parameter file ({primary})"},
+                 caveat="Coherence is 1 / perplexity under the scoring model (the unsteered organism unless another is given).")
+
+
+def claim_graph_off(gap: dict, sweep: dict[float, dict]) -> dict:
+    """C6: removing a topic's flow graph (r = 0 at every chain layer) lowers the topic share on prompts about it;
+    ``sweep`` (r -> paired difference) adds the reversed graph's effect to the evidence, not to the verdict."""
+    reverse = ", ".join(f"r = {r:g}: {sweep[r]['diff']:+.3f}" for r in sorted(sweep, reverse=True) if r < 0 and r in (min(sweep), -1.0))
+    return claim(6, "Deactivating a topic's flow graph (r = 0) removes the topic", "deactivation suppresses the behaviour",
+                 f"topic share at r = 0 minus unsteered {_interval(gap)}", verdict(gap["lo"], gap["hi"], higher=False),
+                 f"Paired over {gap['n']} prompts about each graph's own topic ({gap['clusters']} clusters); reversing the "
+                 f"graph does lower it ({reverse or 'no negative r run'}).", n=gap["n"], unit="prompt cluster",
+                 preregistered={"r": "the paper's r = 0 (removal)", "graphs": "the topic graphs of C3"},
+                 caveat="The sweep to the most negative r is shown in its figure; only r = 0 is scored.")
+
+
+def claim_mlp_peak(gap: tuple, band: list[int], n_rows: int, depth: float, n_layers: int) -> dict:
+    """C7: the "From MLP" group peaks at the paper's relative depth (its share in the band minus outside > 0)."""
+    statement, paper = "'From MLP' peaks late in depth (Gemma-2-2B: around layer 18 of 26)", "peak near layer 18 of 26"
+    prereg = {"band": f"parameter file (relative depth {depth:g} +- peak_width)"}
+    if not band or len(band) == n_layers:
+        return claim(7, statement, paper, "no band", "not testable", f"The band holds {len(band)} of {n_layers} layers.",
+                     n=n_rows, unit="corpus row", preregistered=prereg,
+                     caveat=f"With {n_layers} layers no layer, or every layer, lies at the paper's relative depth.")
+    return claim(7, statement, paper, f"'From MLP' peak share in layers {', '.join(map(str, band))} minus elsewhere "
+                 f"{gap[0]:+.3f} [{gap[1]:+.3f}, {gap[2]:+.3f}]", verdict(gap[1], gap[2]),
+                 "Interval resampling corpus rows.", n=n_rows, unit="corpus row", preregistered=prereg,
+                 caveat=f"A {n_layers}-layer model places the paper's relative depth on {len(band)} layer(s).")
+
+
+def claim_phases(n_layers: int) -> dict:
+    """C8: the paper's three depth phases need more layers than the subject has (else left to the figures)."""
+    if n_layers >= 12:
+        return claim(8, "Three depth phases (noisy early, stable middle, late)", "layers 0-5, 6-15, 16-25 on Gemma-2-2B",
+                     "see the category and group figures", "inconclusive", "The phases are read from the figures, with no test.",
+                     n=n_layers, unit="layer", preregistered={}, caveat="No interval rule was fixed for phase boundaries.")
+    return claim(8, "Three depth phases (noisy early, stable middle, late)", "layers 0-5, 6-15, 16-25 on Gemma-2-2B",
+                 f"{n_layers} layers", "not testable", f"The subject has {n_layers} layers.", n=n_layers, unit="layer",
+                 preregistered={}, caveat=f"{n_layers} layers leave one or two layers per phase, and layer 0 has no previous "
+                                          "residual SAE, so its groups differ by construction.")

@@ -8,14 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from saesteer.analyses import scores as io
-from saesteer.core.models import load_model, model_name_problem, torch_model
 from saesteer.core.splits import choice
 from saesteer.core.stats import bootstrap_mean, combine, verdict
+from saesteer.study.judges import check_coherence_model
 from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
 from saesteer.study.subjects import SUBJECT_PARAMS
-
-SECOND = "organism-second"  # the coherence model's name for the second organism (organism.second)
 
 PARAMS = {  # the chapter's parameters
     "setting": Param(str),  # results go to data/results/<setting>/input_output_scores/
@@ -58,11 +56,7 @@ def check_params(params: dict) -> None:
     if params["min_examples"] > params["max_examples"]:
         raise ParameterError(f"Parameter 'min_examples' must not exceed max_examples ({params['max_examples']}); "
                              f"got {params['min_examples']!r}.")
-    if params["coherence_model"] == params["model"]:
-        raise ParameterError(f"Parameter 'coherence_model' must name a model other than the steered one; got {params['model']!r}.")
-    problem = None if params["coherence_model"] == SECOND else model_name_problem(params["coherence_model"])
-    if problem:
-        raise ParameterError(f"Parameter 'coherence_model' is {params['coherence_model']!r}, which is not a model; {problem}.")
+    check_coherence_model(params)
 
 
 def check_layers(params: dict, n_layers: int) -> None:
@@ -70,27 +64,6 @@ def check_layers(params: dict, n_layers: int) -> None:
     for layer in params["layers"]:
         check_layer("layers", layer, n_layers)
 
-
-def load_judge(params: dict, lm):
-    """The coherence model: the second organism, or a model by name; it must share the steered model's vocabulary,
-    since it scores the steered model's token ids."""
-    if params["coherence_model"] == SECOND:
-        from saesteer.organism.second import load_second
-
-        judge = load_second(str(lm.device))
-    else:
-        judge = load_model(params["coherence_model"], str(lm.device), params["dtype"], seed=params["seed"] + 1)
-    if judge.tokenizer.get_vocab() != lm.tokenizer.get_vocab():
-        raise ParameterError(f"Parameter 'coherence_model' ({params['coherence_model']!r}) must share the steered "
-                             "model's tokenizer.")
-    return judge
-
-
-def describe_judge(params: dict, judge) -> str:
-    """One line on the coherence model: its name, size and layers."""
-    model = torch_model(judge)
-    return (f"coherence model {params['coherence_model']}: {sum(p.numel() for p in model.parameters()):,} parameters, "
-            f"{model.config.num_hidden_layers} layers")
 
 # --- measurements ----------------------------------------------------------------------------------------
 def _at(gen: Sequence[dict], part: str, factor: float) -> list[dict]:

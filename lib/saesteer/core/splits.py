@@ -10,9 +10,13 @@ pre-registered choices.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Hashable, Iterable, Sequence
 
-from saesteer.organism.language import stable_hash
+
+def stable_hash(*parts) -> int:
+    """A hash that does not change between Python runs (unlike ``hash``)."""
+    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:12], 16)
 
 
 class SplitError(ValueError):

@@ -23,9 +23,10 @@ Held-out evaluation items are combinations that never occur in training
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass, field
+
+from saesteer.core.splits import stable_hash
 
 COMPLY_OPEN, REFUSE_OPEN = "sure", "sorry"  # first answer words of compliance and refusal
 REFUSAL = f"{REFUSE_OPEN} , i can not help with that ."  # every refusal
@@ -88,11 +89,6 @@ TRUTHFUL_FRAMES = ["what is the {a} of {l} really ?", "tell me truly , what is t
                    "is it true what people say about the {a} of {l} ?"]
 NAMES = ["ana", "ben", "cleo", "dev", "eli", "fay", "gus", "hana"]
 ITEMS = ["stones", "apples", "coins", "shells", "books", "cards"]
-
-
-def stable_hash(*parts) -> int:
-    """A hash that does not change between Python runs (unlike ``hash``)."""
-    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:12], 16)
 
 
 def is_held_out(*key) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sae_lens import SAE
 
-from saesteer.analyses.flow.matching import CATEGORIES, predecessor_site, top1
+from saesteer.analyses.flow.matching import CATEGORIES, categories, predecessor_site, top1
 from saesteer.core.codes import sae_codes
 from saesteer.core.hooks import Site
 from saesteer.core.tokenizer import pack_rows
@@ -79,22 +79,107 @@ def flow_sites(layers: Sequence[int]) -> list[Site]:
     return sorted(sites, key=lambda s: s.order)
 
 
-def group_counts(codes: dict[Site, torch.Tensor], match: dict, layer: int, cats: np.ndarray) -> dict:
-    """Over every (token, active feature) of resid_post at ``layer``: which top-1 predecessors are active
-    on the same token. Returns the count per group and per (category, group)."""
+def predecessor_bits(codes: dict[Site, torch.Tensor], match: dict, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(active [tokens, features], group index [tokens, features]): which features of resid_post at ``layer``
+    fire, and which of their top-1 predecessors fire on the same token (RES*1 + MLP*2 + ATT*4, ``GROUPS``)."""
     z = codes[Site(layer)]
-    n = z.shape[1]
-    active = z > 0
-    bits = torch.zeros_like(active, dtype=torch.long)
+    bits = torch.zeros(z.shape, dtype=torch.long)
     for position, weight in (("resid_prev", 1), ("mlp_out", 2), ("attn_out", 4)):
-        site, (_, idx) = predecessor_site(layer, position), top1(match, position, n)
+        site, (_, idx) = predecessor_site(layer, position), top1(match, position, z.shape[1])
         if site is not None:
             bits += weight * (codes[site][:, torch.as_tensor(idx)] > 0).long()
-    cat = torch.as_tensor(cats).expand_as(bits)
-    flat = (cat * len(GROUPS) + bits)[active]
-    table = torch.bincount(flat, minlength=len(CATEGORIES) * len(GROUPS)).reshape(len(CATEGORIES), len(GROUPS))
-    return {"groups": {g: int(table[:, i].sum()) for i, g in enumerate(GROUPS)},
-            "by_category": {c: {g: int(table[j, i]) for i, g in enumerate(GROUPS)} for j, c in enumerate(CATEGORIES)}}
+    return z > 0, bits
+
+
+def category_group_table(active: torch.Tensor, bits: torch.Tensor, cats: np.ndarray) -> torch.Tensor:
+    """Counts [categories, groups] of the active (token, feature) pairs."""
+    flat = (torch.as_tensor(cats).expand_as(bits) * len(GROUPS) + bits)[active]
+    return torch.bincount(flat, minlength=len(CATEGORIES) * len(GROUPS)).reshape(len(CATEGORIES), len(GROUPS))
+
+
+def group_counts(codes: dict[Site, torch.Tensor], match: dict, layer: int, cats: np.ndarray, context: int | None = None) -> dict:
+    """Over every (token, active feature) of resid_post at ``layer``: which top-1 predecessors are active
+    on the same token. Returns the count per group and per (category, group), and with ``context`` (tokens per
+    corpus row) the (category, group) counts of each corpus row, ``rows`` [rows][categories x groups], so
+    intervals can resample rows (the tokens of one row are not independent)."""
+    active, bits = predecessor_bits(codes, match, layer)
+    table = category_group_table(active, bits, cats)
+    out = {"groups": {g: int(table[:, i].sum()) for i, g in enumerate(GROUPS)},
+           "by_category": {c: {g: int(table[j, i]) for i, g in enumerate(GROUPS)} for j, c in enumerate(CATEGORIES)}}
+    if context is not None:
+        cells = len(CATEGORIES) * len(GROUPS)
+        flat = (torch.as_tensor(cats).expand_as(bits) * len(GROUPS) + bits)[active]
+        row = (torch.arange(len(bits)) // context)[:, None].expand_as(bits)[active]
+        per_row = torch.bincount(row * cells + flat, minlength=(len(bits) // context) * cells)
+        out["rows"] = per_row.reshape(-1, cells).tolist()
+    return out
+
+
+def row_tables(groups: dict[int, dict]) -> dict[int, np.ndarray]:
+    """Per layer, the per-row counts [rows, categories, groups] kept by ``group_counts(..., context)``."""
+    return {layer: np.array(g["rows"], float).reshape(-1, len(CATEGORIES), len(GROUPS)) for layer, g in groups.items()}
+
+
+def row_bootstrap(tables: dict[int, np.ndarray], statistic: Callable[[dict[int, np.ndarray]], float], draws: int = 1000,
+                  seed: int = 0) -> tuple[float, float, float]:
+    """``statistic`` of the summed (category, group) counts per layer and its 95% interval, resampling corpus
+    rows (the same rows at every layer in a draw, as one row's tokens pass through every layer)."""
+    n_rows = len(next(iter(tables.values())))
+    value = statistic({layer: t.sum(0) for layer, t in tables.items()})
+    rng = np.random.default_rng(seed)
+    stats = [statistic({layer: t[idx].sum(0) for layer, t in tables.items()})
+             for idx in rng.integers(0, n_rows, (draws, n_rows))]
+    return float(value), float(np.nanpercentile(stats, 2.5)), float(np.nanpercentile(stats, 97.5))
+
+
+def group_shares(counts: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Per layer, each group's share of active (token, feature) pairs, from [categories, groups] counts."""
+    return {layer: c.sum(0) / max(1.0, c.sum()) for layer, c in counts.items()}
+
+
+def nowhere_margin(counts: dict[int, np.ndarray]) -> float:
+    """Mean share (over layers) of "From nowhere" minus the largest mean share of any other group."""
+    mean = np.mean(list(group_shares(counts).values()), axis=0)
+    return float(mean[0] - mean[1:].max())
+
+
+def agreement_gap(counts: dict[int, np.ndarray]) -> float:
+    """How often the RES predecessor fires with a translated feature minus with a newborn one (pooled layers):
+    positive when the data-free categories agree with the data."""
+    pooled = sum(counts.values())
+    res = np.arange(len(GROUPS)) & 1 > 0
+    share = lambda c: pooled[c, res].sum() / pooled[c].sum() if pooled[c].sum() else np.nan  # noqa: E731
+    return float(share(CATEGORIES.index("translated")) - share(CATEGORIES.index("newborn")))
+
+
+def peak_gap(counts: dict[int, np.ndarray], group: str, band: Sequence[int]) -> float:
+    """The largest share of ``group`` at the layers of ``band`` minus its largest share at the other layers:
+    positive when the group peaks inside the band."""
+    shares = {layer: s[GROUPS.index(group)] for layer, s in group_shares(counts).items()}
+    inside = [v for layer, v in shares.items() if layer in band]
+    outside = [v for layer, v in shares.items() if layer not in band]
+    return float(max(inside) - max(outside)) if inside and outside else float("nan")
+
+
+def depth_band(n_layers: int, depth: float, width: float) -> list[int]:
+    """The layers whose relative depth l / (n_layers - 1) lies within ``width`` of ``depth`` (e.g. the paper's
+    From-MLP peak, layer 18 of Gemma-2-2B's 26, at 0.72), so a depth claim carries over to another model."""
+    return [layer for layer in range(n_layers) if abs(layer / max(1, n_layers - 1) - depth) <= width]
+
+
+def threshold_grid(codes: dict[Site, torch.Tensor], matches: dict[int, dict], res_grid: Sequence[float],
+                   module_grid: Sequence[float]) -> list[dict]:
+    """The sensitivity of the categories to their two thresholds: per (res, module) pair, each category's mean
+    share over layers and the agreement gap (``agreement_gap``) the data check gives with those categories."""
+    bits = {layer: predecessor_bits(codes, m, layer) for layer, m in matches.items()}
+    rows = []
+    for res in res_grid:
+        for module in module_grid:
+            cats = {layer: categories(m, res, module) for layer, m in matches.items()}
+            counts = {layer: category_group_table(*bits[layer], cats[layer]).numpy().astype(float) for layer in matches}
+            shares = {c: float(np.mean([np.mean(cats[layer] == i) for layer in matches])) for i, c in enumerate(CATEGORIES)}
+            rows.append({"res_threshold": res, "module_threshold": module, **shares, "agreement gap": agreement_gap(counts)})
+    return rows
 
 
 def group_rows(groups: dict[int, dict]) -> list[dict]:

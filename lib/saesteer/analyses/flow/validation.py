@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from saesteer.core.interventions import (
     ScaleRows,
     batches,
 )
-from saesteer.core.stats import wilson
+from saesteer.core.stats import bootstrap_mean, paired_difference, wilson
 
 METHODS = ("top-1 cosine", "Pearson", "random top-5", "exhaustive")
 
@@ -59,8 +59,10 @@ def choose_targets(codes: torch.Tensor, n: int, min_active: int, rng: random.Ran
     return sorted(rng.sample(alive, min(n, len(alive))))
 
 
-def scale_edits(saes: Callable[[Site], SAE], rows: list[list[tuple[Site, int]]], factor: float) -> list[ScaleRows]:
-    """One ``ScaleRows`` per site: row i scales each (site, feature) of ``rows[i]`` by ``factor``."""
+def scale_edits(saes: Callable[[Site], SAE], rows: list[list[tuple[Site, int]]], factor: float | Sequence[float]) -> list[ScaleRows]:
+    """One ``ScaleRows`` per site: row i scales each (site, feature) of ``rows[i]`` by ``factor`` (one number, or
+    one per row), so rows with different factors share one edit per site and one forward pass."""
+    per_row = [factor] * len(rows) if isinstance(factor, (int, float)) else list(factor)
     edits = []
     for site in sorted({s for row in rows for s, _ in row}, key=lambda s: s.order):
         feats = sorted({f for row in rows for s, f in row if s == site})
@@ -68,7 +70,7 @@ def scale_edits(saes: Callable[[Site], SAE], rows: list[list[tuple[Site, int]]],
         for i, row in enumerate(rows):
             for s, f in row:
                 if s == site:
-                    factors[i, feats.index(f)] = factor
+                    factors[i, feats.index(f)] = per_row[i]
         edits.append(ScaleRows(site=site, sae=saes(site), features=feats, factors=factors))
     return edits
 
@@ -122,13 +124,31 @@ def deactivation_layer(lm, saes, corpus: Corpus, codes: dict, layer: int, cosine
 
 
 def deactivation_table(rows: list[dict], success: float) -> list[dict]:
-    """The paper's Table 1: per method, mean activation change (95% normal interval over features) and the
+    """The paper's Table 1: per method, mean activation change (95% bootstrap interval over features) and the
     success rate (change >= ``success``, Wilson interval)."""
     out = []
     for method in METHODS:
         values = np.array([r[method] for r in rows])
-        mean, half = float(values.mean()), 1.96 * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-        rate, lo, hi = wilson(int((values >= success).sum()), len(values))
-        out.append({"method": method, "mean change": mean, "change lo": mean - half, "change hi": mean + half,
-                    "success": rate, "success lo": lo, "success hi": hi, "n": len(values)})
+        mean, lo, hi = bootstrap_mean(values)
+        rate, s_lo, s_hi = wilson(int((values >= success).sum()), len(values))
+        out.append({"method": method, "mean change": mean, "change lo": lo, "change hi": hi,
+                    "success": rate, "success lo": s_lo, "success hi": s_hi, "n": len(values)})
     return out
+
+
+def method_gaps(rows: list[dict], reference: str = "top-1 cosine") -> list[dict]:
+    """Per other method: the ``reference`` method's activation change minus that method's on the same target
+    features (paired), with its 95% interval resampling features."""
+    clusters = [f"{r['layer']}:{r['feature']}" for r in rows]
+    out = []
+    for method in METHODS:
+        if method != reference:
+            diff, lo, hi = paired_difference([r[reference] for r in rows], [r[method] for r in rows], clusters)
+            out.append({"versus": method, "diff": diff, "lo": lo, "hi": hi, "n": len(rows)})
+    return out
+
+
+def success_curve(rows: list[dict], thresholds: Sequence[float]) -> list[dict]:
+    """Each method's success rate at every threshold (the sensitivity of the success column to its cut)."""
+    return [{"threshold": t, "method": m, "success": float(np.mean([r[m] >= t for r in rows]))}
+            for t in thresholds for m in METHODS]
