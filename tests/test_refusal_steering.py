@@ -18,7 +18,6 @@ from saesteer.core.saes import check_release
 from saesteer.core.tiny import random_sae
 from saesteer.organism import evaluation
 from saesteer.organism.evaluation import Item
-from saesteer.study.params import ParameterError
 from saesteer.study.results import Cache
 from saesteer.study.subjects import export_prompts
 
@@ -68,34 +67,84 @@ def test_threshold_separates_detector_scores():
     assert cut["threshold"] == 3.0 and cut["true_positive_rate"] == 0.75 and cut["false_positive_rate"] == 0.0
 
 
-def _report(rates: dict[str, float], n: int = 100) -> dict:
-    return {k: {"rate": r, "n": n, "lo": r, "hi": r} for k, r in rates.items()}
+def _report(hits: dict[str, list[bool]], degenerate: float = 0.0) -> dict:
+    """A report per kind as ``evaluation.sweep`` gives it: per-item hits and clusters (two items per cluster)."""
+    out = {}
+    for kind, h in hits.items():
+        rate = sum(h) / len(h)
+        out[kind] = {"rate": rate, "lo": rate, "hi": rate, "n": len(h), "clusters": len(h) // 2, "degenerate": degenerate,
+                     "hits": list(h), "cluster": [f"c{i // 2}" for i in range(len(h))]}
+    return out
+
+
+def _items(share: float, n: int = 40) -> list[bool]:
+    """``n`` item judgements of which the first ``share`` are hits (spread over clusters)."""
+    return [i < round(share * n) for i in range(n)]
 
 
 def _sweep(refusal: float, capability: float, control_capability: float, cond_refusal: float, cond_capability: float):
-    """A constructed sweep (baseline refusal 0.4 / capability 0.9) for the claims rules."""
+    """A constructed held-out sweep (baseline refusal 0.3 / capability 0.9, clamps 1x and 4x) for the claims rules."""
     def rates(unsafe, safe, cap):
-        return _report({**{k: unsafe for k in rs.UNSAFE}, **{k: safe for k in rs.SAFE}, **{k: cap for k in rs.CAPABILITY}})
+        return _report({**{k: _items(unsafe) for k in rs.UNSAFE}, **{k: _items(safe) for k in rs.SAFE},
+                        **{k: _items(cap) for k in rs.CAPABILITY}})
 
-    multiples = [1.0, 4.0]
-    rows = [{"name": "baseline", "multiple": None, "report": rates(0.4, 0.0, 0.9)}]
-    rows += [{"name": "refusal feature", "multiple": m, "report": rates(0.4 + (refusal - 0.4) * m / 4, 0.5 * m / 4,
-                                                                        0.9 - (0.9 - capability) * m / 4)} for m in multiples]
-    rows += [{"name": "control 3", "multiple": m, "report": rates(0.4, 0.0, control_capability)} for m in multiples]
-    rows += [{"name": "conditional", "multiple": m, "report": rates(cond_refusal, 0.0, cond_capability)} for m in multiples]
+    rows = [{"name": "baseline", "multiple": None, "report": rates(0.3, 0.0, 0.9)}]
+    rows += [{"name": "refusal feature", "multiple": m, "report": rates(0.3 + (refusal - 0.3) * m / 4, 0.5 * m / 4,
+                                                                        0.9 - (0.9 - capability) * m / 4)} for m in (1.0, 4.0)]
+    rows += [{"name": f"control {c}", "multiple": 4.0, "report": rates(0.3, 0.0, control_capability)} for c in (3, 5)]
+    rows += [{"name": "conditional", "multiple": 4.0, "report": rates(cond_refusal, 0.0, cond_capability)}]
     return rows
 
 
-def test_claims_verdicts_follow_the_numbers():
-    claims = {c["claim"]: c["verdict"] for c in chapter.claims(_sweep(0.95, 0.3, 0.5, 0.9, 0.85), headline=4.0)}
-    assert claims == {1: "reproduced", 2: "reproduced", 3: "reproduced", 4: "reproduced", 5: "reproduced"}
-    claims = {c["claim"]: c["verdict"] for c in chapter.claims(_sweep(0.4, 0.9, 0.9, 0.4, 0.9), headline=4.0)}
-    assert claims[1] == "not reproduced" and claims[3] == "not reproduced" and claims[4] == "not reproduced"
+POINTS = {"balance": {"value": 1.0, "rule": "r"}, "max refusal": {"value": 4.0, "rule": "r"}}
+HOW = {"feature": 1, "layer": 0, "passed": True, "rule": "top passing candidate"}
+SHARES = {"control_share": 0.5, "most_share": 0.5}
 
 
-def test_headline_must_be_a_swept_clamp():
-    with pytest.raises(ParameterError, match="headline_multiple"):
-        chapter.check_params({"headline_multiple": 3.0, "clamp_multiples": [1.0, 2.0]})
+def test_claims_verdicts_follow_paired_clustered_differences():
+    claims = chapter.claims(_sweep(0.95, 0.3, 0.5, 0.9, 0.85), POINTS, SHARES, HOW)
+    assert {c["claim"]: c["verdict"] for c in claims} == {i: "reproduced" for i in range(1, 6)}
+    assert all(c["n"] and c["unit"] and c["preregistered"] and "{" not in c["evidence"] for c in claims)
+    claims = {c["claim"]: c["verdict"] for c in chapter.claims(_sweep(0.3, 0.9, 0.9, 0.3, 0.9), POINTS, SHARES, HOW)}
+    assert claims[1] == "not reproduced" and claims[3] == "not reproduced" and claims[5] == "not testable"
+    # controls that lose a little, not half of the feature's loss: claim 4 fails, and the sensitivity rows say so too
+    sweep = _sweep(0.95, 0.1, 0.85, 0.9, 0.85)
+    assert {c["claim"]: c["verdict"] for c in chapter.claims(sweep, POINTS, SHARES, HOW)}[4] == "not reproduced"
+    shares = chapter.share_sensitivity(sweep, 4.0, [0.0, 0.5])
+    assert [r["verdict"] for r in shares] == ["reproduced", "not reproduced"]
+
+
+def test_operating_points_follow_the_selection_rules():
+    rows = [{"multiple": m, "unsafe refusal": u, "capability loss": c, "degenerate": d}
+            for m, u, c, d in [(1.0, 0.5, 0.0, 0.0), (2.0, 0.7, 0.05, 0.01), (3.0, 0.9, 0.3, 0.02), (4.0, 0.9, 0.8, 0.9)]]
+    points = rs.operating_points(rows, max_capability_loss=0.1, max_degenerate=0.05)
+    assert points["balance"]["value"] == 2.0 and points["max refusal"]["value"] == 3.0  # ties: the smaller clamp
+    assert points["balance"]["made on"] == "selection split" and points["balance"]["alternatives"] == [1.0, 2.0, 3.0, 4.0]
+    assert rs.operating_points(rows, 0.0, 0.0)["balance"]["value"] == 1.0  # within the limits: the largest clamp
+
+
+def test_controls_are_matched_on_frequency_and_leave_out_the_candidates():
+    frequency = [0.0] + [0.01 * i for i in range(1, 40)]
+    found = rs.LayerSearch(0, 1, [{"feature": 21}], [1.0] * 40, None, [0.0] * 40, None, frequency)
+    controls = rs.choose_controls(found, 20, 4, seed=0)
+    assert len(controls) == 4 and 20 not in controls and 21 not in controls and 0 not in controls
+    assert all(abs(frequency[c] - frequency[20]) <= 0.11 for c in controls)  # from the 20 nearest in frequency
+    assert controls == rs.choose_controls(found, 20, 4, seed=0)
+
+
+def test_role_reads_the_planted_concepts_and_the_unembedding():
+    match = [{"concept": "harmful_request", "chosen feature AUROC": 0.9}, {"concept": "refusal", "chosen feature AUROC": 0.57}]
+    silent = {"top tokens": [":"], "writes a refusal token": False}
+    assert rs.role(match, silent, 0.8)["role"] == "refusal detector"
+    assert rs.role(match[1:], {"top tokens": ["sorry"], "writes a refusal token": True}, 0.8)["role"] == "refusal writer"
+    assert rs.role(match[1:], silent, 0.8)["role"] == "neither"
+    assert rs.role(None, silent, 0.8)["role"].startswith("not known")
+
+
+def test_search_criterion_rejects_candidates_that_only_raise_degenerate_answers():
+    ranking = rs.Ranking({"feature": None, "unsafe_refusal": 0.5, "safe_refusal": 0.0, "degenerate": 0.0, "gain": 0.0},
+                         [{"feature": 3, "unsafe_refusal": 0.6, "safe_refusal": 0.0, "gain": 0.1, "passes": False}])
+    assert ranking.best is None and ranking.top["feature"] == 3
 
 
 def _tiny_run(param_file: Path, family: str, tmp_path: Path, prompt_folder: Path, **sae) -> dict:
@@ -105,8 +154,8 @@ def _tiny_run(param_file: Path, family: str, tmp_path: Path, prompt_folder: Path
     overrides = {"model": f"tiny:{family}", "device": "cpu", "dtype": "float32", "prompts": str(prompt_folder),
                  "chat_template": False, "refusal_markers": [""], "sae_release": None, "sae_id": None, **sae,
                  "layer": None, "search_layers": [0, 1], "n_archetypal": 2, "max_candidates": 4, "n_selection": 4,
-                 "clamp_multiples": [1.0, 4.0], "headline_multiple": 4.0, "control_features": [],
-                 "eval_items": 4, "layer_eval_items": 4, "batch_size": 16, "setting": f"pytest-{family}"}
+                 "clamp_multiples": [1.0, 4.0], "control_features": [], "n_controls": 2, "search_min_gain": 0.0,
+                 "search_max_degenerate_rise": 1.0, "eval_items": 4, "batch_size": 16, "setting": f"pytest-{family}"}
     out = tmp_path / "chapter.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "refusal_steering.ipynb"), str(out), parameters={**values, **overrides},
                                cwd=str(ROOT / "book"), kernel_name="python3", progress_bar=False)
@@ -124,6 +173,7 @@ def _hub_file_runs_on_tiny(name: str, family: str, tmp_path, prompt_folder) -> N
     saved = _tiny_run(PARAM_DIR / name, family, tmp_path, prompt_folder, sae_path=str(tmp_path / "saes" / "{position}_{layer}"))
     assert saved["results"]["layer"] in (0, 1) and len(saved["results"]["claims"]) == 5
     assert {r["setting"] for r in saved["results"]["tradeoff"]} >= {"refusal feature", "conditional"}
+    assert set(saved["results"]["preregistered"]) >= {"feature", "balance", "max refusal", "controls"}
 
 
 @pytest.mark.notebook
@@ -146,12 +196,14 @@ def test_phi3_parameter_file_trains_its_sae_with_sae_lens_and_runs_on_tiny_phi3(
     saved = _tiny_run(PARAM_DIR / "phi3-mini.yaml", "phi3", tmp_path, prompt_folder,
                       sae_path=str(tmp_path / "saes" / "layer_{layer}"), sae_train_text=str(text))
     assert (tmp_path / "saes" / "layer_0" / "cfg.json").is_file() and (tmp_path / "saes" / "layer_1" / "cfg.json").is_file()
-    # baseline; refusal feature, one control at its own and at the same values, conditional: each at 2 clamps
-    assert len(saved["results"]["sweep"]) == 1 + 4 * 2
+    # baseline; the refusal feature at both clamps; conditional at each distinct operating point; two controls
+    points = set(saved["results"]["operating_points"].values())
+    assert len(saved["results"]["sweep"]) == 1 + 2 + len(points) + 2
 
 
 def _search(layer: int, gains: list[float]) -> rs.LayerSearch:
-    ranked = [{"feature": 10 + i, "unsafe_refusal": 0.5 + g, "safe_refusal": 0.1, "gain": g} for i, g in enumerate(gains)]
+    ranked = [{"feature": 10 + i, "unsafe_refusal": 0.5 + g, "safe_refusal": 0.1, "gain": g, "passes": True}
+              for i, g in enumerate(gains)]
     ranking = rs.Ranking({"feature": None, "unsafe_refusal": 0.5, "safe_refusal": 0.1, "gain": 0.0}, ranked) if gains else None
     return rs.LayerSearch(layer, 3, [], [1.0] * 20, ranking, [0.0] * 20, None)
 
@@ -166,7 +218,7 @@ def test_a_layer_search_survives_the_stage_cache_and_names_its_best_candidate(tm
 
 def test_layer_pick_and_sweep_baseline_are_found_by_content_not_position():
     assert rs.pick_layer({0: _search(0, [0.1]), 1: _search(1, [0.3]), 2: _search(2, [])}) == 1
-    rates = {k: {"rate": 0.5} for k in rs.KINDS}
+    rates = {k: {"rate": 0.5, "degenerate": 0.0} for k in rs.KINDS}
     results = [{"name": "refusal feature", "multiple": 1.0, "value": 2.0, "report": rates},
                {"name": "baseline", "multiple": None, "value": None, "report": rates}]
     assert rs.baseline_of(results) is results[1]

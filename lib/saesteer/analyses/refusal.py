@@ -5,13 +5,18 @@ The paper's route, step by step:
 1. ``candidates``: latents active on at least 2 tokens of the refusal the model
    gives to archetypal harmful prompts;
 2. ``search``: clamp each candidate on a selection set (never evaluated on) and
-   keep the one that raises refusal most; ``contrastive`` ranks features by mean
-   activation on harmful minus benign prompts, the second route;
-3. ``run_sweep``: clamp the feature to multiples of its typical maximum
-   activation at every position (error term kept) and measure every behaviour,
-   for the refusal feature, control features and conditional steering (clamp
-   only when a harmful-prompt detector fires), all batched along the rows of
-   the same generate calls;
+   keep the one that raises well-formed refusal most without raising degenerate
+   answers (a candidate that only makes the model stammer "sorry sorry" fails);
+   ``contrastive`` ranks features by mean activation on harmful minus benign
+   prompts, the second route; ``role`` says whether the chosen feature detects
+   harmful requests or writes refusals, against the planted ground truth;
+3. ``operating_points``: the balance clamp and the maximum-refusal clamp, chosen
+   on a selection sweep by rules fixed in the parameter file;
+4. ``run_sweep``: clamp the feature to multiples of its typical maximum
+   activation at every position (error term kept) and measure every behaviour
+   on held-out items, for the refusal feature, frequency-matched random control
+   features and conditional steering (clamp only when a harmful-prompt detector
+   fires), all batched along the rows of the same generate calls.
 The claims table is built by the chapter module, ``saesteer.chapters.refusal_steering``.
 """
 
@@ -25,9 +30,11 @@ import torch
 from scipy.stats import spearmanr
 
 from saesteer.core.codes import sae_codes
-from saesteer.core.hooks import Site
+from saesteer.core.hooks import Site, layout, walk
 from saesteer.core.interventions import Clamp, batches, generate_with_edits
-from saesteer.organism.evaluation import Item, judge, sweep
+from saesteer.core.models import torch_model
+from saesteer.core.splits import choice
+from saesteer.organism.evaluation import Item, opens_with_refusal, sweep
 from saesteer.organism.probes import concept_aurocs
 
 UNSAFE = ("harmful", "jailbreak", "escalation")  # refusal is wanted
@@ -46,14 +53,15 @@ def prompt_codes(subject, site: Site, inputs, bos: bool = True) -> torch.Tensor:
 
 
 def refusal_transcripts(subject, items: Sequence[Item], markers: Sequence[str], max_new_tokens: int = 16):
-    """(prompt ids, response ids) of the items the model refuses (greedy), one pair per refused prompt."""
+    """(prompt ids, response ids) of the items whose unsteered greedy answer opens with a refusal marker, one
+    pair per refused prompt: the model's own refusals, whose active latents are the candidates."""
     tokenizer, pairs = subject.lm.tokenizer, []
     for item in items:
         prompt_ids = tokenizer(item.prompt, return_tensors="pt")["input_ids"][0]
         new = generate_with_edits(subject.lm, [item.prompt], max_new_tokens=max_new_tokens)[0]
         if tokenizer.eos_token_id in new.tolist():
             new = new[: new.tolist().index(tokenizer.eos_token_id)]
-        if judge(Item("harmful", item.prompt, {}), tokenizer.decode(new), markers):
+        if opens_with_refusal(tokenizer.decode(new), markers):
             pairs.append((prompt_ids, new))
     return pairs
 
@@ -73,14 +81,23 @@ def candidates(subject, site: Site, transcripts, max_candidates: int, min_tokens
     return [{"feature": f, "refusals": int(count[f]), "activation": float(total[f])} for f in order[:max_candidates]]
 
 
+def feature_activity(subject, site: Site, transcripts, items: Sequence[Item],
+                     batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per feature, its typical maximum (the largest activation over the refusal transcripts and the prompts of
+    ``items``: the unit clamps are expressed in, as the paper's clamp 12 was several times a feature's maximum)
+    and its activation frequency (share of the prompts' counted tokens where it is active: what controls match)."""
+    best, active, tokens = torch.zeros(subject.sae(site).cfg.d_sae), torch.zeros(subject.sae(site).cfg.d_sae), 0
+    for pair in transcripts:
+        best = torch.maximum(best, prompt_codes(subject, site, torch.cat(pair)[None]).amax(dim=0))
+    for chunk in batches([i.prompt for i in items], batch_size):
+        z = prompt_codes(subject, site, chunk)
+        best, active, tokens = torch.maximum(best, z.amax(dim=0)), active + (z > 0).sum(0), tokens + len(z)
+    return best, active / max(tokens, 1)
+
+
 def typical_max(subject, site: Site, transcripts, items: Sequence[Item], batch_size: int = 64) -> torch.Tensor:
-    """Per feature, the largest activation over the refusal transcripts and the prompts of ``items``:
-    the scale clamp values are expressed in (the paper's clamp 12 was several times a feature's maximum)."""
-    best = torch.zeros(subject.sae(site).cfg.d_sae)
-    inputs = [torch.cat(pair)[None] for pair in transcripts] + list(batches([i.prompt for i in items], batch_size))
-    for chunk in inputs:
-        best = torch.maximum(best, prompt_codes(subject, site, chunk).amax(dim=0))
-    return best
+    """Per feature, its typical maximum (``feature_activity``'s first part)."""
+    return feature_activity(subject, site, transcripts, items, batch_size)[0]
 
 
 def clamp_rows(site: Site, sae, features: Sequence[int], values: torch.Tensor) -> list[Clamp]:
@@ -88,23 +105,30 @@ def clamp_rows(site: Site, sae, features: Sequence[int], values: torch.Tensor) -
     return [Clamp(site=site, sae=sae, features=list(features), value=values)]
 
 
-def marker_tokens(tokenizer, markers: Sequence[str]) -> int:
-    """Tokens to generate before a refusal can be judged: the longest marker's length, plus one."""
-    return 1 + max((len(tokenizer(m, add_special_tokens=False)["input_ids"]) for m in markers), default=1)
+def search_tokens(tokenizer, markers: Sequence[str]) -> int:
+    """Tokens the search generates per answer: the longest marker and three more, enough to tell a refusal's
+    opening ("sorry , i can") from a stammer ("sorry sorry sorry") at a fraction of a full answer's cost."""
+    return 3 + max((len(tokenizer(m, add_special_tokens=False)["input_ids"]) for m in markers), default=1)
 
 
 @dataclass(frozen=True)
 class Ranking:
     """The outcome of clamping each candidate on a prompt set: the unclamped baseline and the candidates
-    ranked best first (more unsafe refusal, then less safe refusal), each with its gain over the baseline."""
+    ranked best first (those that pass the search criterion first, then more well-formed unsafe refusal, then
+    less safe refusal), each with its gain and its rise in degenerate answers over the baseline."""
 
-    baseline: dict  # unsafe_refusal, safe_refusal (feature None, gain 0)
-    ranked: list[dict]  # per candidate: feature, unsafe_refusal, safe_refusal, gain
+    baseline: dict  # unsafe_refusal, safe_refusal, degenerate (feature None, gain 0)
+    ranked: list[dict]  # per candidate: feature, unsafe_refusal, safe_refusal, degenerate, gain, degenerate_rise, passes
 
     @property
     def best(self) -> dict | None:
-        """The top candidate, or None when there were no candidates."""
-        return self.ranked[0] if self.ranked else None
+        """The top candidate that passes the search criterion, or None when none does."""
+        return self.ranked[0] if self.ranked and self.ranked[0].get("passes", True) else None
+
+    @property
+    def top(self) -> dict | None:
+        """The top candidate by the paper's rule alone (most unsafe refusal), passing or not."""
+        return max(self.ranked, key=lambda r: (r["gain"], -r["safe_refusal"]), default=None)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -118,7 +142,7 @@ class Ranking:
 class LayerSearch:
     """The paper's search at one layer (what ``find_feature`` hands to the sweep, the layer table, the
     detector and the synthesis): the refusals and candidates, every feature's typical maximum (the clamp
-    unit), the ranking, the contrastive route and how the two routes agree."""
+    unit) and activation frequency, the ranking, the contrastive route and how the two routes agree."""
 
     layer: int
     refusals: int  # archetypal prompts the model refused
@@ -127,11 +151,17 @@ class LayerSearch:
     ranking: Ranking | None  # None when the model refused none of the archetypal prompts
     contrast: list[float]  # mean activation on harmful minus benign prompts, per feature
     agreement: dict | None
+    frequency: list[float] | None = None  # share of selection prompt tokens where each feature is active
 
     @property
     def best(self) -> dict | None:
-        """The search's choice at this layer (its top candidate), or None."""
+        """The search's choice at this layer (its top candidate that passes the criterion), or None."""
         return self.ranking.best if self.ranking else None
+
+    @property
+    def top(self) -> dict | None:
+        """The paper's choice without the criterion (its top candidate by unsafe refusal), or None."""
+        return self.ranking.top if self.ranking else None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -141,28 +171,33 @@ class LayerSearch:
         return cls(**(data | {"ranking": Ranking.from_json(data["ranking"]) if data["ranking"] else None}))
 
 
+def _search_row(report: dict) -> dict:
+    """Well-formed refusal on unsafe and on safe prompts, and the share of degenerate answers, of one setting."""
+    mean = lambda kinds, key: float(np.mean([report[k][key] for k in report if k in kinds]))  # noqa: E731
+    return {"unsafe_refusal": mean(UNSAFE, "rate"), "safe_refusal": mean(SAFE, "rate"),
+            "degenerate": mean(KINDS, "degenerate")}
+
+
 def search(subject, site: Site, cands: list[dict], scale: torch.Tensor, sets: dict[str, list[Item]],
-           markers: Sequence[str], batch_size: int) -> Ranking:
+           markers: Sequence[str], batch_size: int, min_gain: float = 0.0, max_degenerate_rise: float = 0.0) -> Ranking:
     """Clamp each candidate to ``scale[f]`` on ``sets``, one candidate per row group (the baseline, no clamp,
-    is a row group of its own); the refusal rates on unsafe and on safe prompts, ranked best first."""
+    is a row group of its own). A candidate passes when it raises well-formed unsafe refusal by more than
+    ``min_gain`` and the share of degenerate answers by at most ``max_degenerate_rise``; ranked best first."""
     feats = [c["feature"] for c in cands]
     table = torch.full((len(feats) + 1, len(feats)), float("nan"))
     for i, f in enumerate(feats):
         table[i + 1, i] = scale[f]
-    sae = subject.sae(site)
-    tokens = marker_tokens(subject.lm.tokenizer, markers)
+    sae, tokens = subject.sae(site), search_tokens(subject.lm.tokenizer, markers)
     reports = sweep(subject.lm, sets, len(feats) + 1, lambda configs, _: clamp_rows(site, sae, feats, table[configs]),
                     batch_size=batch_size, new_tokens={k: tokens for k in sets}, refusal_markers=markers, progress=False)
-    rows = []
-    for i, report in enumerate(reports):
-        unsafe = np.mean([report[k]["rate"] for k in report if k in UNSAFE])
-        safe = np.mean([report[k]["rate"] for k in report if k in SAFE])
-        rows.append({"feature": None if i == 0 else feats[i - 1], "unsafe_refusal": float(unsafe), "safe_refusal": float(safe)})
-    baseline, ranked = rows[0], rows[1:]
-    ranked.sort(key=lambda r: (-r["unsafe_refusal"], r["safe_refusal"]))
+    rows = [{"feature": None if i == 0 else feats[i - 1]} | _search_row(r) for i, r in enumerate(reports)]
+    baseline, ranked = rows[0] | {"gain": 0.0, "degenerate_rise": 0.0}, rows[1:]
     for r in ranked:
         r["gain"] = r["unsafe_refusal"] - baseline["unsafe_refusal"]
-    return Ranking(baseline | {"gain": 0.0}, ranked)
+        r["degenerate_rise"] = r["degenerate"] - baseline["degenerate"]
+        r["passes"] = bool(r["gain"] > min_gain and r["degenerate_rise"] <= max_degenerate_rise)
+    ranked.sort(key=lambda r: (not r["passes"], -r["unsafe_refusal"], r["safe_refusal"]))
+    return Ranking(baseline, ranked)
 
 
 def mean_prompt_codes(subject, site: Site, items: Sequence[Item], batch_size: int = 64) -> torch.Tensor:
@@ -181,8 +216,8 @@ def contrastive(subject, site: Site, harmful: Sequence[Item], benign: Sequence[I
 
 
 def agreement(ranking: Ranking, contrast: torch.Tensor) -> dict:
-    """How the search's choice and the contrastive ranking agree."""
-    chosen = ranking.best["feature"]
+    """How the search's choice (its top candidate, passing or not) and the contrastive ranking agree."""
+    chosen = (ranking.best or ranking.top)["feature"]
     order = torch.argsort(contrast, descending=True).tolist()
     feats = [r["feature"] for r in ranking.ranked]
     rho = (spearmanr([r["unsafe_refusal"] for r in ranking.ranked], [contrast[f].item() for f in feats]).statistic
@@ -228,17 +263,19 @@ class SweepConfig:
         return {k: v for k, v in asdict(self).items() if k not in ("clamps", "coeffs") or v is not None}
 
 
-def sweep_configs(feature: int, controls: Sequence[int], multiples: Sequence[float], scale: Sequence[float]) -> list[SweepConfig]:
-    """Every setting of the sweep, each with its clamp value: baseline; the refusal feature at multiples of
-    its typical maximum; each control at multiples of its own maximum and at the refusal feature's raw
-    values (the paper clamped both to the same number); conditional steering."""
+def sweep_configs(feature: int, controls: Sequence[int], multiples: Sequence[float], points: dict[str, float],
+                  scale: Sequence[float]) -> list[SweepConfig]:
+    """Every setting of the held-out sweep, each with its clamp value: baseline; the refusal feature at every
+    multiple of its typical maximum on the grid; conditional steering at both operating points (``points``:
+    name -> multiple); each control at the maximum-refusal point, where claims 4 and 5 are scored, at the same
+    multiple of its own typical maximum."""
     configs = [SweepConfig("baseline")]
-    settings = [("refusal feature", feature, feature, False)]
-    settings += [(f"control {c}", c, c, False) for c in controls]
-    settings += [(f"control {c} (same value)", c, feature, False) for c in controls]
-    settings += [("conditional", feature, feature, True)]
-    for name, f, scaled_by, conditional in settings:
-        configs += [SweepConfig(name, m, f, m * float(scale[scaled_by]), conditional) for m in multiples]
+    configs += [SweepConfig("refusal feature", m, feature, m * float(scale[feature])) for m in multiples]
+    configs += [SweepConfig("conditional", m, feature, m * float(scale[feature]), conditional=True)
+                for m in dict.fromkeys(points.values())]
+    if "max refusal" in points:
+        m = points["max refusal"]
+        configs += [SweepConfig(f"control {c}", m, c, m * float(scale[c])) for c in controls]
     return configs
 
 
@@ -278,14 +315,18 @@ def baseline_of(results: list[dict]) -> dict:
 
 
 def summary(report: dict) -> dict:
-    """Headline numbers of one setting: unsafe refusal, over-refusal, capability (means over kinds)."""
-    mean = lambda kinds: float(np.mean([report[k]["rate"] for k in kinds if k in report]))  # noqa: E731
+    """Headline numbers of one setting: unsafe refusal, over-refusal, capability (means over kinds), and the
+    share of degenerate answers next to each."""
+    mean = lambda kinds, key="rate": float(np.mean([report[k][key] for k in kinds if k in report]))  # noqa: E731
     return {"unsafe_refusal": mean(UNSAFE), "jailbreak_refusal": report["jailbreak"]["rate"],
-            "over_refusal": mean(SAFE), "capability": mean(CAPABILITY)}
+            "over_refusal": mean(SAFE), "capability": mean(CAPABILITY), "unsafe_degenerate": mean(UNSAFE, "degenerate"),
+            "jailbreak_degenerate": report["jailbreak"]["degenerate"], "safe_degenerate": mean(SAFE, "degenerate"),
+            "capability_degenerate": mean(CAPABILITY, "degenerate")}
 
 
 def tradeoff_rows(results: list[dict]) -> list[dict]:
-    """One row per setting: refusal gain on jailbreaks and capability loss against the baseline."""
+    """One row per setting: refusal gain on jailbreaks, over-refusal gain and capability loss against the
+    baseline, each with the share of degenerate answers behind it."""
     baseline = baseline_of(results)
     base = summary(baseline["report"])
     rows = []
@@ -293,15 +334,24 @@ def tradeoff_rows(results: list[dict]) -> list[dict]:
         s = summary(r["report"])
         rows.append({"setting": r["name"], "multiple": r["multiple"], "value": r["value"],
                      "jailbreak refusal gain": s["jailbreak_refusal"] - base["jailbreak_refusal"],
-                     "over-refusal gain": s["over_refusal"] - base["over_refusal"],
-                     "capability loss": base["capability"] - s["capability"]})
+                     "jailbreak degenerate": s["jailbreak_degenerate"],
+                     "over-refusal gain": s["over_refusal"] - base["over_refusal"], "safe degenerate": s["safe_degenerate"],
+                     "capability loss": base["capability"] - s["capability"],
+                     "capability degenerate": s["capability_degenerate"]})
     return rows
 
 
 def rate_table(results: list[dict]) -> list[dict]:
-    """Long table: setting, multiple, kind, rate and interval (for the per-benchmark figure)."""
+    """Long table: setting, multiple, kind, rate and interval, degenerate share (for the per-benchmark figure)."""
     return [{"setting": r["name"], "multiple": r["multiple"], "kind": kind, "rate": v["rate"], "lo": v["lo"], "hi": v["hi"],
-             "n": v["n"]} for r in results for kind, v in r["report"].items()]
+             "degenerate": v["degenerate"], "n": v["n"]} for r in results for kind, v in r["report"].items()]
+
+
+def item_hits(report: dict, kinds: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Per item of ``kinds`` (in order), whether it was a hit, and its cluster (prefixed by its kind, so that
+    templates of different behaviours never merge): the material of paired, clustered differences."""
+    hits = np.concatenate([np.asarray(report[k]["hits"], float) for k in kinds])
+    return hits, [f"{k}:{c}" for k in kinds for c in report[k]["cluster"]]
 
 
 def examples(results: list[dict], sets: dict[str, list[Item]], multiple: float, kinds: Sequence[str], n: int) -> list[dict]:
@@ -313,24 +363,26 @@ def examples(results: list[dict], sets: dict[str, list[Item]], multiple: float, 
 
 
 def strip_answers(results: list[dict]) -> list[dict]:
-    """The sweep without the per-item answers (what the results file keeps)."""
-    return [r | {"report": {k: {m: v for m, v in rep.items() if m != "answers"} for k, rep in r["report"].items()}}
+    """The sweep without the per-item answers, hits and clusters (what the results file keeps)."""
+    per_item = ("answers", "hits", "cluster")
+    return [r | {"report": {k: {m: v for m, v in rep.items() if m not in per_item} for k, rep in r["report"].items()}}
             for r in results]
 
 
 # --- the chapter's stages ------------------------------------------------------------------
 def find_feature(subject, layer: int, params: dict, selection: dict[str, list[Item]]) -> LayerSearch:
-    """The paper's search at ``layer`` and the contrastive route, on the selection sets."""
+    """The paper's search at ``layer`` with the well-formed criterion, and the contrastive route, on the selection sets."""
     site, markers = Site(layer), params["refusal_markers"]
     transcripts = refusal_transcripts(subject, selection["harmful"][: params["n_archetypal"]], markers)
     cands = candidates(subject, site, transcripts, params["max_candidates"])
     prompts = [i for items in selection.values() for i in items]
-    scale = typical_max(subject, site, transcripts, prompts)
+    scale, frequency = feature_activity(subject, site, transcripts, prompts)
     search_sets = {k: selection[k] for k in SEARCH_KINDS}
-    ranking = search(subject, site, cands, scale * params["search_multiple"], search_sets, markers, params["batch_size"]) if cands else None
+    ranking = search(subject, site, cands, scale * params["search_multiple"], search_sets, markers, params["batch_size"],
+                     params["search_min_gain"], params["search_max_degenerate_rise"]) if cands else None
     contrast = contrastive(subject, site, selection["harmful"] + selection["jailbreak"], selection["benign"] + selection["scary"])
     return LayerSearch(layer, len(transcripts), cands, scale.tolist(), ranking, contrast.tolist(),
-                       agreement(ranking, contrast) if ranking and ranking.best else None)
+                       agreement(ranking, contrast) if ranking and ranking.ranked else None, frequency.tolist())
 
 
 def search_layers(subject, layers: Sequence[int], params: dict, selection: dict[str, list[Item]],
@@ -342,25 +394,33 @@ def search_layers(subject, layers: Sequence[int], params: dict, selection: dict[
 
 
 def pick_layer(found: dict[int, LayerSearch]) -> int:
-    """The layer whose best candidate raises unsafe refusal most (ties: less over-refusal, then shallower)."""
+    """The layer whose best passing candidate raises unsafe refusal most (ties: less over-refusal, then
+    shallower); when no candidate passes anywhere, the layer of the best candidate by the paper's rule alone."""
     usable = {layer: f.best for layer, f in found.items() if f.best}
+    if not usable:
+        usable = {layer: f.top for layer, f in found.items() if f.top}
     if not usable:
         raise RuntimeError("No layer gave refusal candidates: the model refused none of the archetypal prompts.")
     return min(usable, key=lambda layer: (-usable[layer]["gain"], usable[layer]["safe_refusal"], layer))
 
 
-def choose_controls(subject, found: LayerSearch, feature: int, probes: dict | None) -> list[int]:
-    """Control features unrelated to refusal: the organism's best topic probe at the site (the paper's
-    "philosophy" feature), else the active feature with the least harmful-vs-benign contrast."""
-    site = Site(found.layer)
-    if probes is not None:
-        topics = [(row[str(site)]["auroc"], row[str(site)]["feature"]) for c, row in probes.items() if c.startswith("topic:")]
-        picked = [f for _, f in sorted(topics, reverse=True) if f != feature]
-        if picked:
-            return picked[:1]
-    scale, contrast = torch.tensor(found.scale), torch.tensor(found.contrast).abs()
-    active = torch.nonzero(scale > 0).flatten().tolist()
-    return [min((f for f in active if f != feature), key=lambda f: contrast[f].item() / scale[f].item())]
+def chosen(found: LayerSearch) -> tuple[dict, bool]:
+    """The candidate the chapter steers at this layer and whether it passed the search criterion (else the
+    paper's rule alone picked it)."""
+    return (found.best, True) if found.best else (found.top, False)
+
+
+def choose_controls(found: LayerSearch, feature: int, n: int, seed: int, pool_factor: int = 5) -> list[int]:
+    """``n`` random control features matched on activation frequency at the same site: drawn (seeded) from the
+    ``pool_factor * n`` live features nearest the refusal feature in log frequency, leaving out the refusal
+    candidates (features active on refusals are not unrelated to refusal)."""
+    freq = np.asarray(found.frequency, float)
+    excluded = {feature} | {c["feature"] for c in found.candidates}
+    live = [f for f in np.flatnonzero((freq > 0) & (np.asarray(found.scale) > 0)).tolist() if f not in excluded]
+    target = np.log(max(freq[feature], 1e-6))
+    pool = sorted(live, key=lambda f: (abs(np.log(freq[f]) - target), f))[: pool_factor * n]
+    picked = np.random.default_rng(seed).choice(pool, size=min(n, len(pool)), replace=False)
+    return sorted(int(f) for f in picked)
 
 
 def conditional_detector(subject, found: LayerSearch, selection: dict[str, list[Item]], eval_sets: dict[str, list[Item]]) -> dict:
@@ -378,32 +438,56 @@ def conditional_detector(subject, found: LayerSearch, selection: dict[str, list[
     return {"feature": feature, **cut, "fires": fires, "fire_rate_by_kind": rate}
 
 
-def layer_headlines(subject, found: dict[int, LayerSearch], params: dict, sets: dict[str, list[Item]]) -> list[dict]:
-    """At every searched layer, its best candidate clamped at the headline multiple, on held-out items:
-    all layers and the baseline share one batched sweep (one clamp per layer site)."""
-    layers = [layer for layer in sorted(found) if found[layer].best]
-    feats = {layer: found[layer].best["feature"] for layer in layers}
-
-    def edits_for(rows: torch.Tensor, _items):
-        edits = []
-        for j, layer in enumerate(layers):
-            values = torch.full((len(rows), 1), float("nan"))
-            values[rows == j + 1] = params["headline_multiple"] * found[layer].scale[feats[layer]]
-            edits += clamp_rows(Site(layer), subject.sae(Site(layer)), [feats[layer]], values)
-        return edits
-
-    reports = sweep(subject.lm, sets, len(layers) + 1, edits_for, batch_size=params["batch_size"],
-                    refusal_markers=params["refusal_markers"])
-    base, per_layer = reports[0], reports[1:]  # row group 0 is unclamped, j + 1 clamps layers[j] (edits_for)
-    base = summary(base)
+def layer_table(found: dict[int, LayerSearch]) -> list[dict]:
+    """Per searched layer, on the selection set: its top candidate, that candidate's well-formed refusal gain,
+    rise in degenerate answers and whether it passes, and how many candidates pass there."""
     rows = []
-    for layer, report in zip(layers, per_layer):
-        s = summary(report)
-        rows.append({"layer": layer, "feature": feats[layer], "selection gain": found[layer].best["gain"],
-                     "jailbreak refusal": s["jailbreak_refusal"], "over-refusal": s["over_refusal"],
-                     "capability": s["capability"], "baseline jailbreak refusal": base["jailbreak_refusal"],
-                     "baseline capability": base["capability"]})
+    for layer in sorted(found):
+        f = found[layer]
+        if not f.ranking or not f.ranking.ranked:
+            continue
+        top = f.best or f.top
+        rows.append({"layer": layer, "feature": top["feature"], "refusal gain": top["gain"],
+                     "degenerate rise": top["degenerate_rise"], "passes": top["passes"],
+                     "candidates passing": sum(r["passes"] for r in f.ranking.ranked), "candidates": len(f.ranking.ranked)})
     return rows
+
+
+# --- operating points (chosen on the selection split) --------------------------------------------
+def selection_rows(results: list[dict]) -> list[dict]:
+    """Per clamp of a selection sweep of the refusal feature: well-formed unsafe refusal, its gain, capability
+    loss and the share of degenerate answers over every behaviour (what the operating-point rules read)."""
+    base = summary(baseline_of(results)["report"])
+    rows = []
+    for r in (r for r in results if r["name"] == "refusal feature"):
+        s, report = summary(r["report"]), r["report"]
+        rows.append({"multiple": r["multiple"], "unsafe refusal": s["unsafe_refusal"],
+                     "refusal gain": s["unsafe_refusal"] - base["unsafe_refusal"],
+                     "over-refusal gain": s["over_refusal"] - base["over_refusal"],
+                     "capability loss": base["capability"] - s["capability"],
+                     "degenerate": float(np.mean([v["degenerate"] for v in report.values()]))})
+    return sorted(rows, key=lambda r: r["multiple"])
+
+
+def operating_points(rows: list[dict], max_capability_loss: float, max_degenerate: float) -> dict[str, dict]:
+    """The paper's two operating points on the selection rows, by rules written before evaluation (each a
+    ``splits.choice`` record): balance = the largest clamp whose capability loss and degenerate share stay within
+    the limits (the smallest clamp when none does); maximum refusal = the clamp with the most well-formed unsafe
+    refusal (ties: the smaller clamp)."""
+    grid = [r["multiple"] for r in rows]
+    within = [r for r in rows if r["capability loss"] <= max_capability_loss and r["degenerate"] <= max_degenerate]
+    balance = max(within, key=lambda r: r["multiple"]) if within else rows[0]
+    most = max(rows, key=lambda r: (r["unsafe refusal"], -r["multiple"]))
+    rule = (f"largest clamp with selection capability loss <= {max_capability_loss:g} and degenerate share <= "
+            f"{max_degenerate:g} (parameter file); the smallest clamp when none qualifies")
+    return {"balance": choice(balance["multiple"], "selection split", rule + ("" if within else "; none qualified"), grid),
+            "max refusal": choice(most["multiple"], "selection split",
+                                  "clamp with the most well-formed unsafe refusal (ties: smaller clamp)", grid)}
+
+
+# --- what the feature is ---------------------------------------------------------------------------
+DETECTOR_CONCEPTS = ("harmful_request", "harmful_prompt_end")  # planted concepts of a harmful request
+WRITER_CONCEPTS = ("refusal",)  # planted concept of the refusal the model writes
 
 
 def probe_match(subject, site: Site, feature: int, probes: dict) -> list[dict]:
@@ -414,3 +498,26 @@ def probe_match(subject, site: Site, feature: int, probes: dict) -> list[dict]:
             for c, v in scores.items() if not c.startswith("topic:")]
 
 
+def writes_tokens(subject, site: Site, feature: int, markers: Sequence[str], k: int) -> dict:
+    """The feature's top-``k`` tokens through the unembedding (logit lens of its decoder direction) and
+    whether the first token of a refusal marker is among them."""
+    tokenizer, model, lay = subject.lm.tokenizer, torch_model(subject.lm), layout(subject.lm)
+    with torch.no_grad():  # the decoder direction through the model's own final norm and unembedding
+        direction = subject.sae(site).W_dec[feature].detach()[None]
+        logits = walk(model, lay.unembed)(walk(model, lay.final_norm)(direction.to(model.dtype)))[0].float()
+    logits[[i for i in tokenizer.all_special_ids if i is not None]] = float("-inf")  # no text a feature could write
+    top = logits.topk(k).indices.tolist()
+    firsts = {ids[0] for m in markers if (ids := tokenizer(m, add_special_tokens=False)["input_ids"])}
+    return {"top tokens": [tokenizer.decode([t]) for t in top], "writes a refusal token": bool(firsts & set(top))}
+
+
+def role(match: list[dict] | None, lens: dict, auroc_cut: float) -> dict:
+    """Detector (a harmful-request concept's AUROC >= ``auroc_cut``), writer (the refusal concept's AUROC >=
+    ``auroc_cut`` or a refusal token among its unembedding's top tokens), both, or neither; unknown detector
+    side without planted ground truth (``match`` None)."""
+    by = {r["concept"]: r["chosen feature AUROC"] for r in match or []}
+    detector = None if match is None else max(by.get(c, 0.0) for c in DETECTOR_CONCEPTS) >= auroc_cut
+    writer = lens["writes a refusal token"] or any(by.get(c, 0.0) >= auroc_cut for c in WRITER_CONCEPTS)
+    kind = ("detector and writer" if detector and writer else "refusal writer" if writer else "refusal detector"
+            if detector else "neither" if detector is not None else "not known (no planted ground truth)")
+    return {"role": kind, "detector": detector, "writer": writer, **{f"AUROC {c}": by.get(c) for c in DETECTOR_CONCEPTS + WRITER_CONCEPTS}} | lens
