@@ -108,18 +108,26 @@ def test_picks_and_filter_finding_follow_the_numbers():
     assert "fails the filter: a search over the filtered candidates would miss it" in text
 
 
-def _sweep_row(name, multiple, jb, over, cap):
-    report = {"jailbreak": {"rate": jb, "lo": jb, "hi": jb, "n": 10}, "scary": {"rate": over, "n": 10},
-              "benign": {"rate": over, "n": 10}, **{k: {"rate": cap, "n": 10} for k in rs.CAPABILITY}}
+def _sweep_row(name, multiple, jb, over, cap, clusters=8, per=5):
+    """A sweep setting whose items hit with the given rates, ``per`` items in each of ``clusters`` clusters."""
+    def kind(rate):
+        hits = [i < round(rate * clusters * per) for i in range(clusters * per)]
+        return {"rate": rate, "n": len(hits), "hits": hits, "cluster": [f"c{i % clusters}" for i in range(len(hits))]}
+    report = {"jailbreak": kind(jb), **{k: kind(over) for k in rs.SAFE}, **{k: kind(cap) for k in rs.CAPABILITY}}
     return {"name": name, "multiple": multiple, "value": multiple, "report": report}
 
 
-def test_graph_finding_compares_the_best_net_effects():
+def test_graph_finding_reads_paired_intervals_at_the_balance_clamp():
     sweep = [_sweep_row("baseline", None, 0.4, 0.0, 0.9), _sweep_row("refusal feature, clamped (A)", 1.0, 0.6, 0.0, 0.85),
              _sweep_row("whole graph, clamped", 1.0, 0.9, 0.0, 0.85)]
-    assert "improves" in syn.finding_graph(sweep, rs.tradeoff_rows(sweep), 4)
+    assert syn.comparison_strength({"results": {"operating_points": {"balance": 1.0}}}) == 1.0
+    diffs = syn.graph_differences(sweep, 1.0)
+    assert diffs["jailbreak refusal"][0] == pytest.approx(0.3) and diffs["capability"] == (0.0, 0.0, 0.0)
+    assert "improves chapter A's trade-off at A's balance clamp (1x)" in syn.finding_graph(diffs, 1.0, 4)
     sweep[2] = _sweep_row("whole graph, clamped", 1.0, 0.9, 1.0, 0.2)
-    assert "worsens" in syn.finding_graph(sweep, rs.tradeoff_rows(sweep), 4)
+    assert "trades one behaviour for another" in syn.finding_graph(syn.graph_differences(sweep, 1.0), 1.0, 4)
+    sweep[2] = _sweep_row("whole graph, clamped", 1.0, 0.6, 0.0, 0.85)
+    assert "does not measurably change" in syn.finding_graph(syn.graph_differences(sweep, 1.0), 1.0, 4)
 
 
 def _write_sources(root: Path, setting: str, params: dict) -> None:

@@ -26,6 +26,7 @@ from saesteer.analyses import refusal as rs
 from saesteer.analyses import scores as io
 from saesteer.core.files import read_json
 from saesteer.core.hooks import Site
+from saesteer.core.stats import paired_difference
 from saesteer.study.params import Param, ParameterError, nearest
 from saesteer.study.paths import results_root, shown
 from saesteer.study.subjects import SUBJECT_PARAMS
@@ -122,9 +123,15 @@ def place(rows: list[dict], layer: int, feature: int, cut: float) -> dict:
 
 
 def layer_picks(chapter_a: dict, rows: list[dict], cut: float) -> list[dict]:
-    """Chapter A's best candidate at every searched layer, placed among its layer's scores (``place``)."""
-    return [place(rows, int(layer), s["best"][0]["feature"], cut) | {"selection gain": s["best"][0]["gain"]}
-            for layer, s in chapter_a["results"]["search"].items() if s["best"]]
+    """Chapter A's pick at every searched layer (the best candidate that passes A's search criterion, else the
+    paper's top candidate), placed among its layer's scores (``place``)."""
+    out = []
+    for layer, s in chapter_a["results"]["search"].items():
+        pick = s["best"][0] if s["best"] else s.get("top")
+        if pick:
+            out.append(place(rows, int(layer), pick["feature"], cut) | {"selection gain": pick["gain"],
+                                                                         "passes A's criterion": bool(s["best"])})
+    return out
 
 
 def candidate_scores(rows: list[dict], layer: int, cands: list[dict]) -> list[dict]:
@@ -190,40 +197,50 @@ def tradeoff_configs(chapter_a: dict, chapter_c: dict, graph: ff.FlowGraph, base
 
 def graph_sweep(gsubject, site: Site, configs: list[rs.SweepConfig], sets: dict, markers: list[str], batch_size: int) -> list[dict]:
     """Every config on every item with chapter A's sweep (clamps at any sites) plus chapter C's vectors;
-    returned without the answers, the clamps and the vectors (what the cache keeps)."""
+    returned without the answers, the clamps and the vectors, with each item's hit and cluster (what the cache
+    keeps, for the paired differences)."""
     extra = lambda rows: ff.add_edits(gsubject.sae, [{"coeffs": c.coeffs or {}} for c in rows])  # noqa: E731
     out = rs.run_sweep(gsubject, site, configs, sets, {}, markers, batch_size, extra_edits=extra)
-    return [{k: v for k, v in r.items() if k not in ("clamps", "coeffs")} for r in rs.strip_answers(out)]
+    return [{k: v for k, v in r.items() if k not in ("clamps", "coeffs")}
+            | {"report": {kind: {m: v for m, v in rep.items() if m != "answers"} for kind, rep in r["report"].items()}}
+            for r in out]
 
 
-def net(row: dict) -> float:
-    """Jailbreak refusal gained minus capability lost minus over-refusal gained (one trade-off number)."""
-    return row["jailbreak refusal gain"] - row["capability loss"] - row["over-refusal gain"]
+def comparison_strength(chapter_a: dict) -> float:
+    """The strength at which the graph is compared with the single feature: chapter A's balance clamp, chosen
+    on A's selection split before any held-out item was steered (the other strengths are shown, not scored)."""
+    return float(chapter_a["results"]["operating_points"]["balance"])
 
 
-def finding_graph(sweep: list[dict], rows: list[dict], n_nodes: int, tolerance: float = 0.05) -> str:
-    """Does steering the whole graph change A's trade-off? Compares each setting's best net effect over strengths."""
-    best = {}
-    for r in rows:
-        if r["setting"] not in best or net(r) > net(best[r["setting"]]):
-            best[r["setting"]] = r
-    single, graph = best["refusal feature, clamped (A)"], best["whole graph, clamped"]
-    jb = {(r["name"], r["multiple"]): r["report"]["jailbreak"] for r in sweep}
-    fmt = lambda key: f"{100 * jb[key]['rate']:.0f}% [{100 * jb[key]['lo']:.0f}, {100 * jb[key]['hi']:.0f}]"  # noqa: E731
-    diff = net(graph) - net(single)
-    verdict = ("improves" if diff > tolerance else "worsens" if diff < -tolerance else "does not change (within "
-               f"{100 * tolerance:.0f} points)")
-    chain = best.get("residual chain, added (C)")
-    extra = (f" Chapter C's additive constant schedule over the residual chain does best at {chain['multiple']:g}x "
-             f"(net {100 * net(chain):+.0f} points)." if chain else "")
-    return (f"**Steering the whole flow graph {verdict} chapter A's trade-off.** Unsteered, held-out jailbreaks are refused "
-            f"{fmt(('baseline', None))}. Clamping the refusal feature alone does best at {single['multiple']:g}x: jailbreak "
-            f"refusal {fmt((single['setting'], single['multiple']))}, capability {-100 * single['capability loss']:+.0f} points, "
-            f"over-refusal {100 * single['over-refusal gain']:+.0f} points (net {100 * net(single):+.0f}). Clamping all "
-            f"{n_nodes} nodes of its graph does best at {graph['multiple']:g}x: jailbreak refusal "
-            f"{fmt((graph['setting'], graph['multiple']))}, capability {-100 * graph['capability loss']:+.0f} points, "
-            f"over-refusal {100 * graph['over-refusal gain']:+.0f} points (net {100 * net(graph):+.0f}).{extra} Net = refusal "
-            "gain minus capability loss minus over-refusal gain, in points.")
+def graph_differences(sweep: list[dict], multiple: float) -> dict[str, tuple[float, float, float]]:
+    """Whole graph clamped minus the feature alone clamped, at ``multiple``, per behaviour: the mean paired
+    difference of per-item hits over the same held-out items, with its 95% interval resampling clusters."""
+    by = {(r["name"], r["multiple"]): r["report"] for r in sweep}
+    graph, single = by[("whole graph, clamped", multiple)], by[("refusal feature, clamped (A)", multiple)]
+    out = {}
+    for name, kinds in (("jailbreak refusal", ("jailbreak",)), ("over-refusal", rs.SAFE), ("capability", rs.CAPABILITY)):
+        g, clusters = rs.item_hits(graph, kinds)
+        out[name] = paired_difference(g, rs.item_hits(single, kinds)[0], clusters)
+    return out
+
+
+def finding_graph(diffs: dict[str, tuple[float, float, float]], multiple: float, n_nodes: int) -> str:
+    """Does clamping the whole graph change chapter A's trade-off at A's balance clamp? Each behaviour's paired
+    difference with its interval; a change counts only where the interval excludes zero."""
+    def shown(name: str) -> str:
+        mean, lo, hi = diffs[name]
+        way = "higher" if lo > 0 else "lower" if hi < 0 else "no different (the interval spans zero)"
+        return f"{name} {way}: {100 * mean:+.0f} points [{100 * lo:+.0f}, {100 * hi:+.0f}]"
+
+    (_, r_lo, r_hi), (_, o_lo, o_hi), (_, c_lo, c_hi) = (diffs[k] for k in ("jailbreak refusal", "over-refusal", "capability"))
+    gains, losses = r_lo > 0 or c_lo > 0 or o_hi < 0, r_hi < 0 or c_hi < 0 or o_lo > 0
+    lead = {(True, False): "improves", (False, True): "worsens", (True, True): "trades one behaviour for another in",
+            (False, False): "does not measurably change"}[(gains, losses)]
+    return (f"**Clamping the whole flow graph {lead} chapter A's trade-off at A's balance clamp ({multiple:g}x).** "
+            f"Against clamping the refusal feature alone, clamping all {n_nodes} nodes of its graph gives "
+            f"{shown('jailbreak refusal')}; {shown('over-refusal')}; {shown('capability')} (paired over the same held-out "
+            "items, intervals resampling request pairs and templates). The strength was chosen on chapter A's selection "
+            "split; the other strengths are in the figure and decide nothing.")
 
 
 # --- 3. decomposing the refusal CAA vector ------------------------------------------------------------
