@@ -123,11 +123,14 @@ def test_deactivation_claim_needs_cosine_above_random_and_within_the_margin_of_p
     good = _deactivation_rows([0.8, 0.7, 0.9, 0.6] * 5, [0.8, 0.7, 0.9, 0.6] * 5, [0.1, 0.2, 0.1, 0.3] * 5)
     table = ff.deactivation_table(good, 0.5)
     assert {r["method"]: r["success"] for r in table}["random top-5"] == 0.0
-    assert chapter.claim_deactivation(table, ff.method_gaps(good), 0.05)["verdict"] == "reproduced"
+    assert chapter.claim_deactivation(table, ff.method_gaps(good) + [ff.share_gap(good, 0.8)], 0.05, 0.8)["verdict"] == "reproduced"
+    assert chapter.claim_deactivation(table, ff.method_gaps(good) + [ff.share_gap(good, 0.95)], 0.05, 0.95)["verdict"] \
+        == "not reproduced"  # cosine 0.75 on average against 0.95 x exhaustive 0.85
     near_random = _deactivation_rows([0.2, 0.1, 0.3, 0.2] * 5, [0.2, 0.1, 0.3, 0.2] * 5, [0.3, 0.2, 0.4, 0.3] * 5)
-    row = chapter.claim_deactivation(ff.deactivation_table(near_random, 0.5), ff.method_gaps(near_random), 0.05)
+    row = chapter.claim_deactivation(ff.deactivation_table(near_random, 0.5),
+                                     ff.method_gaps(near_random) + [ff.share_gap(near_random, 0.8)], 0.05, 0.8)
     assert row["verdict"] == "not reproduced" and row["n"] == 20 and row["unit"] == "target feature"
-    assert "{" not in row["evidence"] and "pearson_margin" in row["preregistered"]
+    assert "{" not in row["evidence"] and {"pearson_margin", "exhaustive_share"} <= set(row["preregistered"])
 
 
 def test_paired_differences_match_items_and_resample_their_clusters():

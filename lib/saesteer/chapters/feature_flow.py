@@ -34,6 +34,7 @@ PARAMS = {  # the chapter's parameters
     "candidates_k": Param(int, min=1, max=64),  # per position, top-k cosine and top-k Pearson candidates searched
     "success_threshold": Param(float, min=0.0, max=1.0),  # a deactivation succeeds when the change reaches this
     "pearson_margin": Param(float, min=0.0, max=1.0),  # C2: cosine is "about as good" when cosine - Pearson > -margin
+    "exhaustive_share": Param(float, min=0.0, max=1.0),  # C2: cosine is "close to" exhaustive search above this share of it
     "graph_res_cut": Param(float, min=0.0, max=1.0),  # flow graph: residual chain cut where s_R falls below
     "graph_module_cut": Param(float, min=0.0, max=1.0),  # flow graph: attach module predecessors from here
     "max_children": Param(int, min=1, max=16),  # flow graph: forward branches kept per node
@@ -117,23 +118,31 @@ def claim_groups(nowhere: tuple, agreement: tuple, n_rows: int, thresholds: tupl
                  caveat="The categories depend on the two thresholds; the sensitivity figure shows the alternatives.")
 
 
-def claim_deactivation(table: list[dict], gaps: list[dict], margin: float) -> dict:
-    """C2: top-1 cosine beats a random pick among the top 5 (difference > 0) and is about as good as Pearson
-    (difference > -margin), paired over the same target features."""
+def claim_deactivation(table: list[dict], gaps: list[dict], margin: float, share: float) -> dict:
+    """C2: top-1 cosine beats a random pick among the top 5 (difference > 0), is about as good as Pearson
+    (difference > -margin) and close to exhaustive search (cosine - share x exhaustive > 0), paired over the same
+    target features."""
     by, t = {g["versus"]: g for g in gaps}, {r["method"]: r for r in table}
-    parts = verdict(by["random top-5"]["lo"], by["random top-5"]["hi"]), verdict(by["Pearson"]["lo"], by["Pearson"]["hi"], -margin)
+    close = by[f"{share:g} x exhaustive"]
+    parts = (verdict(by["random top-5"]["lo"], by["random top-5"]["hi"]), verdict(by["Pearson"]["lo"], by["Pearson"]["hi"], -margin),
+             verdict(close["lo"], close["hi"]))
     cos, exh = t["top-1 cosine"], t["exhaustive"]
-    return claim(2, "Top-1 cosine predecessors predict causal dependence better than random top-5 and about as well as Pearson",
+    return claim(2, "Top-1 cosine predecessors predict causal dependence better than random top-5, about as well as Pearson "
+                    "and close to exhaustive search",
                  "cosine 0.75 / 65%; Pearson 0.74 / 65%; exhaustive 0.83 / 73%; random top-5 worse (1,894 features)",
-                 f"cosine mean change {cos['mean change']:.2f} [{cos['change lo']:.2f}, {cos['change hi']:.2f}] (exhaustive "
-                 f"{exh['mean change']:.2f}); cosine minus random top-5 {_interval(by['random top-5'])}, minus Pearson "
-                 f"{_interval(by['Pearson'])}", combine(*parts),
-                 f"Cosine must beat random top-5 and stay within {margin:g} of Pearson, both on paired differences.",
+                 f"cosine mean change {cos['mean change']:.2f} [{cos['change lo']:.2f}, {cos['change hi']:.2f}], exhaustive "
+                 f"{exh['mean change']:.2f}; cosine minus random top-5 {_interval(by['random top-5'])}, minus Pearson "
+                 f"{_interval(by['Pearson'])}, minus {share:g} x exhaustive {_interval(close)}", combine(*parts),
+                 f"Cosine must beat random top-5, stay within {margin:g} of Pearson and keep {share:g} of exhaustive search's "
+                 "change, all on paired differences.",
                  n=cos["n"], unit="target feature",
                  preregistered={"target features": "seeded draw among features active on min_active_tokens corpus tokens",
-                                "pearson_margin": f"parameter file ({margin:g})"},
-                 caveat=f"The absolute changes are far below the paper's 0.75 (cosine here {cos['mean change']:.2f}): "
-                        "the organism's predecessors explain less of a feature than Gemma's do.")
+                                "pearson_margin": f"parameter file ({margin:g})",
+                                "exhaustive_share": f"parameter file ({share:g}; the paper's cosine keeps 0.90 of exhaustive)"},
+                 caveat=f"The absolute changes are far below the paper's 0.75 (cosine here {cos['mean change']:.2f}): the "
+                        "organism's predecessors explain less of a feature than Gemma's do. The exhaustive share was set after "
+                        f"an earlier run had shown cosine at about half of exhaustive search; any share above "
+                        f"{cos['mean change'] / max(exh['mean change'], 1e-9):.2f} gives the same verdict.")
 
 
 def claim_graphs(graphs: list[FlowGraph], min_auroc: float) -> dict:
@@ -188,7 +197,7 @@ def claim_tradeoff(topic: dict, coh: dict, s: float, primary: str) -> dict:
                  n=topic["n"], unit="prompt cluster",
                  preregistered={"coefficient": "parameter file (the largest steer_coefficient)",
                                 "primary_schedule": f"parameter file ({primary})"},
-                 caveat="Coherence is 1 / perplexity under the scoring model (the unsteered organism unless another is given).")
+                 caveat="Coherence is 1 / perplexity under coherence_model (the second organism on the organism), never the steered model.")
 
 
 def claim_graph_off(gap: dict, sweep: dict[float, dict]) -> dict:

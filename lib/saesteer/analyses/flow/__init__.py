@@ -112,6 +112,7 @@ from saesteer.analyses.flow.validation import (
     pearson_matches,
     picks,
     scale_edits,
+    share_gap,
     success_curve,
 )
 
@@ -149,6 +150,7 @@ __all__ = [
     "match_predecessors",
     "matched_schedule",
     "method_gaps",
+    "share_gap",
     "METHODS",
     "node_id",
     "node_site",

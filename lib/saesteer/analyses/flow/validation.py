@@ -152,3 +152,11 @@ def success_curve(rows: list[dict], thresholds: Sequence[float]) -> list[dict]:
     """Each method's success rate at every threshold (the sensitivity of the success column to its cut)."""
     return [{"threshold": t, "method": m, "success": float(np.mean([r[m] >= t for r in rows]))}
             for t in thresholds for m in METHODS]
+
+
+def share_gap(rows: list[dict], share: float, reference: str = "top-1 cosine", other: str = "exhaustive") -> dict:
+    """The ``reference`` method's activation change minus ``share`` times ``other``'s on the same target features
+    (paired, 95% interval resampling features): above zero when the reference keeps at least that share of it."""
+    diff, lo, hi = paired_difference([r[reference] for r in rows], [share * r[other] for r in rows],
+                                     [f"{r['layer']}:{r['feature']}" for r in rows])
+    return {"versus": f"{share:g} x {other}", "diff": diff, "lo": lo, "hi": hi, "n": len(rows)}
