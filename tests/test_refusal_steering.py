@@ -223,3 +223,15 @@ def test_layer_pick_and_sweep_baseline_are_found_by_content_not_position():
                {"name": "baseline", "multiple": None, "value": None, "report": rates}]
     assert rs.baseline_of(results) is results[1]
     assert [r["setting"] for r in rs.tradeoff_rows(results)] == ["refusal feature"]
+
+
+def test_monotonicity_fails_only_where_refusal_surely_falls_between_neighbouring_clamps():
+    def setting(multiple, rate):
+        hits = [i < round(rate * 40) for i in range(40)]
+        kind = {"hits": hits, "cluster": [f"pair {i % 10}" for i in range(40)], "rate": rate, "n": 40}
+        return {"name": "refusal feature", "multiple": multiple, "report": {"harmful": kind, "jailbreak": kind}}
+
+    rising = [setting(1.0, 0.50), setting(2.0, 0.55), setting(3.0, 0.53), setting(4.0, 0.60)]
+    assert chapter.falls_between_clamps(rising, ("harmful", "jailbreak")) == []  # a 2-point dip is noise
+    collapsing = rising + [setting(8.0, 0.03)]  # degenerate answers at the largest clamp
+    assert chapter.falls_between_clamps(collapsing, ("harmful", "jailbreak")) == [8.0]
