@@ -179,15 +179,17 @@ def _search_row(report: dict) -> dict:
 
 
 def search(subject, site: Site, cands: list[dict], scale: torch.Tensor, sets: dict[str, list[Item]],
-           markers: Sequence[str], batch_size: int, min_gain: float = 0.0, max_degenerate_rise: float = 0.0) -> Ranking:
+           markers: Sequence[str], batch_size: int, min_gain: float = 0.0, max_degenerate_rise: float = 0.0,
+           new_tokens: int | None = None) -> Ranking:
     """Clamp each candidate to ``scale[f]`` on ``sets``, one candidate per row group (the baseline, no clamp,
     is a row group of its own). A candidate passes when it raises well-formed unsafe refusal by more than
-    ``min_gain`` and the share of degenerate answers by at most ``max_degenerate_rise``; ranked best first."""
+    ``min_gain`` and the share of degenerate answers by at most ``max_degenerate_rise``; ranked best first.
+    Answers are ``new_tokens`` long (default ``search_tokens``: short, which misses loops that start later)."""
     feats = [c["feature"] for c in cands]
     table = torch.full((len(feats) + 1, len(feats)), float("nan"))
     for i, f in enumerate(feats):
         table[i + 1, i] = scale[f]
-    sae, tokens = subject.sae(site), search_tokens(subject.lm.tokenizer, markers)
+    sae, tokens = subject.sae(site), new_tokens or search_tokens(subject.lm.tokenizer, markers)
     reports = sweep(subject.lm, sets, len(feats) + 1, lambda configs, _: clamp_rows(site, sae, feats, table[configs]),
                     batch_size=batch_size, new_tokens={k: tokens for k in sets}, refusal_markers=markers, progress=False)
     rows = [{"feature": None if i == 0 else feats[i - 1]} | _search_row(r) for i, r in enumerate(reports)]

@@ -27,6 +27,7 @@ from saesteer.analyses import scores as io
 from saesteer.core.files import read_json
 from saesteer.core.hooks import Site
 from saesteer.core.stats import paired_difference
+from saesteer.organism.evaluation import NEW_TOKENS
 from saesteer.study.params import Param, ParameterError, nearest
 from saesteer.study.paths import results_root, shown
 from saesteer.study.subjects import SUBJECT_PARAMS
@@ -302,8 +303,10 @@ def finding_decomposition(result: dict, feature: int) -> str:
 def candidate_outcomes(gsubject, site: Site, cands: list[dict], scale: list[float], multiple: float, sets: dict,
                        markers: list[str], batch_size: int) -> rs.Ranking:
     """Chapter A's search (every candidate clamped at ``multiple`` of its typical maximum, one row group each,
-    and the unclamped baseline), run on held-out ``sets`` instead of the selection set."""
-    return rs.search(gsubject, site, cands, torch.tensor(scale) * multiple, sets, markers, batch_size)
+    and the unclamped baseline), run on held-out ``sets`` instead of the selection set, with answers as long
+    as chapter A's sweep generates (its short search answers would miss loops that start later)."""
+    return rs.search(gsubject, site, cands, torch.tensor(scale) * multiple, sets, markers, batch_size,
+                     new_tokens=NEW_TOKENS["jailbreak"])
 
 
 def candidate_table(outcomes: rs.Ranking, cands: list[dict], rows: list[dict], layer: int, cut: float) -> list[dict]:
