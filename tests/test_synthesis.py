@@ -139,7 +139,8 @@ def _write_sources(root: Path, setting: str, params: dict) -> None:
     transcripts = rs.refusal_transcripts(subject, selection["harmful"][:2], [""])
     feature = rs.candidates(subject, Site(1), transcripts, 4)[0]["feature"]
     best = {"feature": feature, "gain": 0.25, "unsafe_refusal": 1.0, "safe_refusal": 0.0}
-    a = {"layer": 1, "feature": feature, "typical_max": 1.0, "search": {"1": {"best": [best]}, "0": {"best": []}}}
+    a = {"layer": 1, "feature": feature, "typical_max": 1.0, "search": {"1": {"best": [best]}, "0": {"best": [], "top": None}},
+         "operating_points": {"balance": 1.0, "max refusal": 4.0}}
     matches = {layer: ff.match_layer(subject.sae, layer, 3) for layer in (0, 1)}
     graph = ff.flow_graph(matches, 1, feature, res_cut=0.0, module_cut=0.0,
                           seed={"layer": 1, "feature": feature, "name": "refusal", "topic": None})
