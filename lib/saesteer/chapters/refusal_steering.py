@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from saesteer.analyses.refusal import CAPABILITY, SAFE, UNSAFE, baseline_of, item_hits
-from saesteer.core.stats import cluster_bootstrap_mean, combine, verdict
+from saesteer.core.stats import cluster_bootstrap_mean, combine, paired_difference, verdict
 from saesteer.study.params import Param, check_layer
 from saesteer.study.results import claim
 from saesteer.study.subjects import SUBJECT_PARAMS
@@ -65,8 +65,7 @@ def difference(steered: dict, base: dict, kinds: Sequence[str]) -> tuple[float, 
     """Mean of steered minus baseline hits over the held-out items of ``kinds``, with its 95% interval
     resampling clusters (the same items in both, so the difference is paired)."""
     s, clusters = item_hits(steered, kinds)
-    b, _ = item_hits(base, kinds)
-    return cluster_bootstrap_mean(s - b, clusters)
+    return paired_difference(s, item_hits(base, kinds)[0], clusters)
 
 
 def rate(report: dict, kinds: Sequence[str]) -> tuple[float, float]:

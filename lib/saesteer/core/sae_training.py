@@ -48,8 +48,8 @@ def collect(model, rows: torch.Tensor, sites: Sequence[Site], batch_size: int = 
     return {site: torch.cat(p) for site, p in parts.items()}
 
 
-def _shuffled_batches(acts: torch.Tensor, batch: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled passes over ``acts`` in batches (the trainer's data provider)."""
+def shuffled_batches(acts: torch.Tensor, batch: int, seed: int) -> Iterator[torch.Tensor]:
+    """Endless shuffled passes over ``acts`` in batches (a sae-lens trainer's data provider)."""
     generator = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(len(acts), generator=generator)
@@ -75,7 +75,7 @@ def train_sae(acts: torch.Tensor, cfg: SAEConfig) -> SAE:
         lr_scheduler_name="cosineannealing", lr_warm_up_steps=10, logger=LoggingConfig(log_to_wandb=False),
         n_batches_for_norm_estimate=10, dead_feature_window=50, feature_sampling_window=100,
     )
-    trained = SAETrainer(trainer_cfg, sae, _shuffled_batches(acts, cfg.batch, cfg.seed)).fit()
+    trained = SAETrainer(trainer_cfg, sae, shuffled_batches(acts, cfg.batch, cfg.seed)).fit()
     return _to_inference(trained)
 
 

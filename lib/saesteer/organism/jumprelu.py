@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from sae_lens.training.sae_trainer import SAETrainer
 from saesteer.core.files import write_json
 from saesteer.core.hooks import Site
 from saesteer.core.progress import bar
-from saesteer.core.sae_training import collect, loss_recovered, reconstruction_stats
+from saesteer.core.sae_training import collect, loss_recovered, reconstruction_stats, shuffled_batches
 from saesteer.organism import artifacts
 from saesteer.organism.training import pack
 
@@ -83,15 +82,6 @@ def normaliser(x: torch.Tensor) -> tuple[torch.Tensor, float]:
     return mean, x.shape[-1] ** 0.5 / (x - mean).norm(dim=-1).mean().item()
 
 
-def _batches(x: torch.Tensor, batch: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled passes over ``x`` (the trainer's data provider)."""
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(order) - batch + 1, batch):
-            yield x[order[start:start + batch]]
-
-
 def fresh_sae(x: torch.Tensor, cfg: JumpReLUConfig) -> JumpReLUTrainingSAE:
     """A sae-lens JumpReLU training SAE whose thresholds start at each feature's quantile that fires it on a
     ``target_l0 / d_sae`` share of ``x`` (normalised tokens), so every feature starts alive at the target L0."""
@@ -115,7 +105,7 @@ def train_jumprelu(acts: torch.Tensor, cfg: JumpReLUConfig, seed: int) -> SAE:
         total_training_samples=cfg.samples, train_batch_size_samples=cfg.batch, lr=cfg.lr, lr_end=cfg.lr / 10,
         lr_scheduler_name="cosineannealing", lr_warm_up_steps=10, logger=LoggingConfig(log_to_wandb=False),
         n_batches_for_norm_estimate=1, dead_feature_window=100, feature_sampling_window=200)
-    trained = SAETrainer(trainer_cfg, sae, _batches(x, cfg.batch, seed)).fit()
+    trained = SAETrainer(trainer_cfg, sae, shuffled_batches(x, cfg.batch, seed)).fit()
     eye = torch.eye(acts.shape[-1])
     trained.fold_activation_whitening(mean=mean, whitening_matrix=eye * scale, unwhitening_matrix=eye / scale)
     with tempfile.TemporaryDirectory() as folder:
