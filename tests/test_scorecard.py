@@ -6,7 +6,7 @@ import pytest
 
 from saesteer.chapters import intro as scorecard
 from saesteer.core.stats import VERDICTS
-from saesteer.study import book, pipeline
+from saesteer.study import book, paths, pipeline
 from saesteer.study.results import claim, save_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,15 +16,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def results_root(tmp_path, monkeypatch) -> Path:
     """An empty results root (``SAESTEER_RESULTS``) holding one consistent results file per paper chapter."""
     monkeypatch.setenv("SAESTEER_RESULTS", str(tmp_path))
-    listing = pipeline.chapters(ROOT)
-    for chapter in book.PAPERS:
-        params = scorecard.expected_params(ROOT / "notebooks" / f"{chapter}.ipynb", listing[chapter])
-        rows = [claim(n, f"claim {n}", "paper says", "study finds", verdict, "evidence", n=10, unit="prompt",
-                      preregistered={"clamp": "parameter file"}, caveat="no bias" if verdict == "not testable" else "")
-                for n, verdict in zip(scorecard.SECTIONS[chapter], VERDICTS * 2)]
-        side = [claim(2, "claim 2", "p", "s", "not testable", "e", n=1, unit="SAE", preregistered={},
-                      caveat="a TopK SAE has no bias to dominate")]
-        save_results(tmp_path / params["setting"] / chapter, params, {"claims": rows, "comparison_claims": side})
+    for chapter, files in paths.chapter_param_lists(ROOT).items():
+        for shift, param_file in enumerate(files if chapter in book.PAPERS else []):  # another verdict per run
+            params = scorecard.expected_params(ROOT / "notebooks" / f"{chapter}.ipynb", param_file)
+            rows = [claim(n, f"claim {n}", "paper says", f"study finds ({shift})", verdict, "evidence", n=10, unit="prompt",
+                          preregistered={"clamp": "parameter file"}, caveat="no bias" if verdict == "not testable" else "")
+                    for n, verdict in zip(scorecard.SECTIONS[chapter], (VERDICTS * 3)[shift:])]
+            side = [claim(2, "claim 2", "p", "s", "not testable", "e", n=1, unit="SAE", preregistered={},
+                          caveat="a TopK SAE has no bias to dominate")]
+            save_results(tmp_path / params["setting"] / chapter, params, {"claims": rows, "comparison_claims": side})
     return tmp_path
 
 
@@ -39,6 +39,7 @@ def test_rows_link_every_claim_to_its_section_and_count_verdicts(results_root):
     html = scorecard.html_table(table)
     assert html.count("<tr>") == len(table) + 1 and 'href="feature_flow.html#flow-graphs"' in html
     assert "<th>verdict (organism)</th>" in html and "evidence (n = 10; intervals resample prompt) Caveat: no bias" in html
+    assert "<th>verdict (Gemma 3 270M)</th>" not in html  # only the pages' runs were given
     assert scorecard.counts_sentence(tally).startswith(f"Of {len(table)} claims,")
     untestable = [row["id"] for row in table if row["verdict"] == "not testable"]
     assert scorecard.untestable_sentence(table).startswith(f"The organism cannot test {len(untestable)} of {len(table)} claims.")
@@ -74,3 +75,19 @@ def test_the_books_own_results_make_a_full_scorecard(monkeypatch):
     table = scorecard.rows(ROOT, pipeline.chapters(ROOT))
     assert {row["id"][0] for row in table} == {"A", "B", "C", "D"}
     assert all(row["this study"] and row["paper"] for row in table)
+
+
+def test_each_subject_gets_a_verdict_column_and_a_replication_never_changes_it(results_root):
+    """Chapter B runs on the organism and twice on Gemma 3 (two behaviours): Gemma 3's verdict is its first
+    run's, the second is named as a replication; chapters not run on Gemma 3 say so."""
+    table = scorecard.rows(ROOT, paths.chapter_param_lists(ROOT))
+    assert scorecard.subjects(table) == ["organism", "Gemma 3 270M"]
+    b1 = next(row for row in table if row["id"] == "B1")
+    gemma = b1["subjects"]["Gemma 3 270M"]
+    assert b1["subjects"]["organism"]["verdict"] == VERDICTS[0] and gemma["verdict"] == VERDICTS[1]
+    assert gemma["evidence"].startswith("gemma3-270m-sentiment: evidence") and \
+        f"Replication (gemma3-270m-wedding): {VERDICTS[2]}, study finds (2)." in gemma["evidence"]
+    html = scorecard.html_table(table)
+    assert "<th>verdict (Gemma 3 270M)</th>" in html and "not run on this subject yet" in html
+    on_gemma = [c for c, files in paths.chapter_param_lists(ROOT).items() if c in book.PAPERS and len(files) > 1]
+    assert sum(scorecard.counts(table, "Gemma 3 270M")["all"].values()) == sum(len(scorecard.SECTIONS[c]) for c in on_gemma)

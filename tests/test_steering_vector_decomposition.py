@@ -236,7 +236,7 @@ def test_claims_1_and_5_follow_their_intervals():
 
 def test_bad_parameters_stop_with_one_sentence():
     good = {"headline_multiplier": 4.0, "multipliers": [0.0, 4.0], "pairs": "organism", "scales": [1.0, 4.0],
-            "behaviour": "refusal", "organism_saes": ["jumprelu", "topk"]}
+            "behaviour": "refusal", "sae_families": ["jumprelu", "topk"]}
     chapter.check_params(good)
     with pytest.raises(ParameterError, match="headline_multiplier"):
         chapter.check_params(good | {"headline_multiplier": 3.0})
@@ -248,8 +248,8 @@ def test_bad_parameters_stop_with_one_sentence():
         chapter.check_params(good | {"scales": [2.0]})
     with pytest.raises(ParameterError, match="behaviour"):
         chapter.check_params(good | {"behaviour": "kindness"})
-    with pytest.raises(ParameterError, match="organism_saes"):
-        chapter.check_params(good | {"organism_saes": ["relu"]})
+    with pytest.raises(ParameterError, match="sae_families"):
+        chapter.check_params(good | {"sae_families": ["relu"]})
 
 
 def _tiny_run(param_file: Path, family: str, tmp_path: Path) -> dict:
@@ -290,3 +290,35 @@ def test_gemma_parameter_file_names_a_real_release_and_runs_on_tiny_gemma2(tmp_p
 @pytest.mark.notebook
 def test_gemma3_scope2_parameter_file_names_a_real_release_and_runs_on_tiny_gemma3(tmp_path):
     _check_tiny(_tiny_run(PARAM_DIR / "gemma3-270m-scope2.yaml", "gemma3", tmp_path))
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("setting", ["gemma3-270m-sentiment", "gemma3-270m-wedding"])
+def test_the_books_gemma3_parameter_files_run_on_tiny_gemma3(tmp_path, setting):
+    """The book's Gemma 3 runs of chapter B, on a tiny Gemma 3: the sae_path template's {architecture} gives the
+    claims' JumpReLU SAE and a TopK SAE only where one exists (layer 1 here), norm_text reads a JSONL corpus,
+    and the pair file the book uses is well formed (its answers differ in their first Gemma 3 token)."""
+    values = yaml.safe_load((PARAM_DIR / f"{setting}.yaml").read_text())
+    pairs = svd.load_pairs(values["pairs"])
+    assert {p.split for p in pairs} == {"selection", "eval"} and len(pairs) >= values["n_pairs"] + values["n_choose"]
+    for layer in (0, 1):
+        torch.manual_seed(layer)
+        jump = JumpReLUSAE(JumpReLUSAEConfig(d_in=32, d_sae=64))
+        torch.nn.init.normal_(jump.W_enc, std=0.3)
+        torch.nn.init.normal_(jump.W_dec, std=0.3)
+        jump.save_model(str(tmp_path / "saes" / f"jumprelu_resid_post_{layer}"))
+    random_sae(32, d_sae=64, k=8).save_model(str(tmp_path / "saes" / "topk_resid_post_1"))
+    corpus = tmp_path / "heldout.jsonl"
+    corpus.write_text("".join(json.dumps({"source": "s", "text": f"w{i} w{i + 1} w{i + 2} w{i + 3}"}) + "\n" for i in range(3, 50)))
+    pair_file = tmp_path / "pairs.jsonl"
+    pair_file.write_text("\n".join(json.dumps(p.__dict__) for p in TINY_PAIRS) + "\n")
+    overrides = {"model": "tiny:gemma3", "sae_path": str(tmp_path / "saes" / "{architecture}_{position}_{layer}"),
+                 "pairs": str(pair_file), "norm_text": str(corpus), "layers": [0, 1], "layer": 1, "n_pairs": 5,
+                 "n_choose": 3, "n_eval": 8, "n_norm_tokens": 100, "recon_k": 4, "draws": 100, "batch_size": 16}
+    papermill.execute_notebook(str(ROOT / "notebooks" / "steering_vector_decomposition.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={**values, **overrides}, cwd=str(ROOT / "book"), kernel_name="python3",
+                               progress_bar=False)
+    results = json.loads(run_results(tmp_path / "results", "steering_vector_decomposition").read_text())["results"]
+    assert list(results["saes"]) == ["jumprelu", "topk"] and [c["claim"] for c in results["claims"]] == [1, 2, 3, 4, 5, 6]
+    assert {c["claim"]: c["verdict"] for c in results["claims"]}[5] == "not testable"  # no planted concept
+    assert "held-out text (norm_text)" in results["claims"][0]["caveat"]

@@ -43,6 +43,7 @@ import torch
 from sklearn.linear_model import OrthogonalMatchingPursuit
 
 from saesteer.core.codes import encode, read_tokens
+from saesteer.core.files import read_documents, resolve
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import AddVector, batches, forward_with_edits
 from saesteer.core.sae_training import reconstruction_stats
@@ -102,7 +103,7 @@ def load_pairs(path: str | Path) -> list[Pair]:
     """Pairs from JSONL: one ``{"prompt", "positive", "negative", "split"}`` object per line (optionally a
     ``"cluster"``), split "selection" (the vector is built and choices made on these) or "eval" (measured)."""
     pairs = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for n, line in enumerate(resolve(path).read_text().splitlines(), 1):
         if line.strip():
             row = json.loads(line)
             missing = {"prompt", "positive", "negative", "split"} - set(row)
@@ -150,7 +151,7 @@ def last_token_acts(lm, texts: Sequence[str], layers: Sequence[int], batch_size:
     """``resid_post`` at the last token of each text (left padding puts it at -1), per layer: {layer: [n, d]}."""
     out: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     for chunk in batches(list(texts), batch_size):
-        _, acts = forward_with_edits(lm, chunk, read=[Site(layer) for layer in layers])
+        _, acts = forward_with_edits(lm, chunk, read=[Site(layer) for layer in layers], logits_to_keep=1)
         for layer in layers:
             out[layer].append(acts[Site(layer)][:, -1].float().cpu())
     return {layer: torch.cat(v) for layer, v in out.items()}
@@ -180,7 +181,7 @@ def norm_texts(subject, pairs: Sequence[Pair], norm_text: str | None, n: int = 6
     """Texts whose tokens stand for "real activations": the lines of ``norm_text``, else the organism's
     held-out dialogues of every kind, else the pair texts."""
     if norm_text:
-        return [line for line in Path(norm_text).read_text().splitlines() if line.strip()]
+        return read_documents(norm_text)
     if subject.is_organism:
         kinds = ("harmful", "jailbreak", "benign", "scary", "mc", "arith", "truthful", "topic", "ab")
         return [d.text() for kind in kinds for d in subject.language.eval_set(kind, n, seed=3)]
@@ -197,7 +198,7 @@ def behaviour_logit(lm, prompts: Sequence[str], answers: torch.Tensor, vectors: 
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start : start + batch_size])
         vec = vectors[start : start + len(chunk)][:, None, :]
-        logits, _ = forward_with_edits(lm, chunk, [AddVector(site=site, vector=vec)])
+        logits, _ = forward_with_edits(lm, chunk, [AddVector(site=site, vector=vec)], logits_to_keep=1)
         pair = torch.gather(logits[:, -1].float().cpu(), 1, answers[start : start + len(chunk)])
         out.append(pair[:, 0] - pair[:, 1])
     return torch.cat(out)
@@ -520,24 +521,31 @@ def steering_test(lm, site: Site, vecs: dict[str, torch.Tensor], v: torch.Tensor
 # --- the chapter's stages ------------------------------------------------------------------------------
 def chapter_saes(subject, site: Site, families: Sequence[str]) -> dict:
     """{name: SAE} analysed at ``site``, the first the claims' SAE. The organism with its own SAEs: each of
-    ``families`` ("jumprelu": ``organism.jumprelu``'s, "topk": the committed ones); any other subject: its one
-    SAE, named by its architecture."""
+    ``families`` ("jumprelu": ``organism.jumprelu``'s, "topk": the committed ones); a ``sae_path`` with an
+    ``{architecture}`` field: the first family, and each other one that has an SAE at ``site`` (the real
+    model has TopK SAEs at a few layers only); any other subject: its one SAE, named by its architecture."""
     p = subject.params
     if subject.is_organism and not p["sae_path"] and not p["sae_release"]:
         from saesteer.organism.jumprelu import jumprelu_sae
 
         load = {"jumprelu": lambda: jumprelu_sae(site), "topk": lambda: subject.sae(site)}
         return {family: load[family]() for family in families}
+    if p["sae_path"] and "{architecture}" in p["sae_path"]:
+        first, *others = families
+        return {first: subject.sae(site, first)} | {family: subject.sae(site, family) for family in others
+                                                     if (subject.sae_dir(site, family) / "cfg.json").is_file()}
     sae = subject.sae(site)
     return {sae.cfg.architecture(): sae}
 
 
-def saes_fingerprint(site: Site) -> str:
-    """A digest of the organism's JumpReLU SAE at ``site`` (its weights), for the stage cache key."""
-    from saesteer.organism.jumprelu import out_dir
-
-    path = out_dir() / site.slug / "sae_weights.safetensors"
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "none"
+def saes_fingerprint(saes: dict) -> str:
+    """A digest of the analysed SAEs' names and weights, for the stage cache key (a rebuilt SAE is a new key)."""
+    digest = hashlib.sha256()
+    for name, sae in saes.items():
+        digest.update(name.encode())
+        for key, tensor in sorted(sae.state_dict().items()):
+            digest.update(key.encode() + tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def vectors_stage(subject, build: Sequence[Pair], choose: Sequence[Pair], layers: Sequence[int], params: dict) -> dict:

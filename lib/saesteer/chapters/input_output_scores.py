@@ -36,6 +36,7 @@ PARAMS = {  # the chapter's parameters
     "select_features": Param(int, min=1, max=100_000),  # selection features per layer (factor and threshold rules)
     "gen_features": Param(int, min=2, max=100_000),  # evaluation features per layer (the claims)
     "factors": Param(list, items=float, min=0.0, nonempty=True),  # the factor sweep
+    "sweep_evaluation": Param(bool),  # steer held-out features at every factor (sensitivity), or at the rule's only
     "thresholds": Param(list, items=float, nonempty=True),  # output-score thresholds of the filter curve
     "min_kept_share": Param(float, min=0.0, max=1.0),  # the threshold rule keeps at least this share of features
     "filter_margin": Param(float, min=0.0),  # the paper's claimed gain: filtered over unfiltered mean, at least
@@ -48,6 +49,7 @@ PARAMS = {  # the chapter's parameters
     "topic_lens_min": Param(int, min=1),  # lens tokens from one topic's vocabulary that make a topic-writing feature
     "batch_size": Param(int, min=1, max=100_000),  # rows per forward or generate call
     "seed": Param(int, min=0),
+    "compare_with": Param(list, items=str),  # settings of this chapter on other subjects, shown beside this one
 }
 
 

@@ -20,6 +20,7 @@ from docutils.nodes import make_id
 from saesteer.core.files import read_json, repo_root
 from saesteer.core.stats import VERDICTS
 from saesteer.study.book import PAPERS
+from saesteer.study.comparison import subject_name
 from saesteer.study.params import Param, ParameterError, read_param_file
 from saesteer.study.paths import results_root
 
@@ -65,9 +66,10 @@ def expected_params(notebook: Path, param_file: Path) -> dict:
 
 
 def load_results(root: Path, chapter: str, param_file: Path) -> dict:
-    """A chapter's results, after checking the file exists and matches the book's parameters."""
-    rerun = f"run `python -m saesteer.study.pipeline --only {chapter}`"
+    """A chapter's results, after checking the file exists and matches the book's parameters; with the
+    run's ``setting`` and its subject's name (``subject``)."""
     expected = expected_params(root / "notebooks" / f"{chapter}.ipynb", param_file)
+    rerun = f"run `python -m saesteer.study.pipeline --only {chapter}`"
     path = results_root(root) / expected["setting"] / chapter / "results.json"
     if not path.is_file():
         raise ResultsError(f"{chapter}: no results file at {path}; {rerun}.")
@@ -76,7 +78,7 @@ def load_results(root: Path, chapter: str, param_file: Path) -> dict:
     if differ:
         raise ResultsError(f"{chapter}: {path} is stale: its parameters differ from {param_file.name} "
                            f"in {', '.join(differ)}; {rerun}.")
-    return stored["results"] | {"setting": expected["setting"]}
+    return stored["results"] | {"setting": expected["setting"], "subject": subject_name(expected.get("model", "organism"))}
 
 
 def section_link(chapter: str, number: int) -> str:
@@ -84,33 +86,61 @@ def section_link(chapter: str, number: int) -> str:
     return f"{chapter}.html#{make_id(SECTIONS[chapter][number])}"
 
 
-def rows(root: Path, listing: dict[str, Path]) -> list[dict]:
-    """One row per claim of every paper chapter in ``listing`` (chapter -> parameter file)."""
+def rows(root: Path, listing: dict[str, Path | list[Path]]) -> list[dict]:
+    """One row per claim of every paper chapter in ``listing`` (chapter -> its parameter files, the page's
+    first): the page's run gives the row; ``subjects`` holds each subject's verdict (``subject_cells``)."""
     table = []
     for chapter, (letter, _) in PAPERS.items():
         if chapter not in listing:
             raise ResultsError(f"the book's chapter list has no {chapter}; the scorecard needs all four papers.")
-        results = load_results(root, chapter, listing[chapter])
+        files = listing[chapter] if isinstance(listing[chapter], list) else [listing[chapter]]
+        results, *others = [load_results(root, chapter, f) for f in files]
+        for row in results["claims"] + [r for o in others for r in o["claims"]]:
+            if row["verdict"] not in VERDICTS:
+                raise ResultsError(f"{chapter} claim {row['claim']}: unknown verdict {row['verdict']!r}.")
         compared = {}  # claim -> its rows in a chapter's side comparison (e.g. chapter B on TopK SAEs)
         for row in results.get("comparison_claims", []):
             compared.setdefault(row["claim"], []).append(row)
         for row in results["claims"]:
-            if row["verdict"] not in VERDICTS:
-                raise ResultsError(f"{chapter} claim {row['claim']}: unknown verdict {row['verdict']!r}.")
             table.append({"id": f"{letter}{row['claim']}", "chapter": chapter, "link": section_link(chapter, row["claim"]),
-                          "subject": results["setting"], "evidence": evidence_text(row), "caveat": row["caveat"],
-                          "comparison": compared.get(row["claim"], []),
+                          "subject": results["subject"], "evidence": evidence_text(row), "caveat": row["caveat"],
+                          "comparison": compared.get(row["claim"], []), "subjects": subject_cells(row["claim"], results, others),
                           **{k: row[k] for k in ("statement", "paper", "this study", "verdict")}})
     return table
 
 
-def counts(table: list[dict]) -> dict[str, dict[str, int]]:
-    """Verdict counts per paper letter, and over all papers ("all")."""
+def subject_cells(number: int, page: dict, others: list[dict]) -> dict[str, dict]:
+    """Claim ``number`` on each subject: {subject: {verdict, study, evidence}}. A subject's first run gives
+    the verdict; a further run of the same subject (another behaviour) is a replication, named in the
+    evidence with its own verdict and never used to change the verdict."""
+    runs: dict[str, list[dict]] = {}
+    for results in [page, *others]:
+        runs.setdefault(results["subject"], []).append(results)
+    cells = {}
+    for subject, (primary, *replications) in runs.items():
+        row = next(r for r in primary["claims"] if r["claim"] == number)
+        again = [(rep["setting"], next((r for r in rep["claims"] if r["claim"] == number), None)) for rep in replications]
+        extra = " ".join(f"Replication ({setting}): {r['verdict']}, {r['this study']}." for setting, r in again if r)
+        cells[subject] = {"verdict": row["verdict"], "study": row["this study"],
+                          "evidence": f"{primary['setting']}: {evidence_text(row)}" + (f" {extra}" if extra else "")}
+    return cells
+
+
+def subjects(table: list[dict]) -> list[str]:
+    """Every subject of the scorecard, the page's (the organism) first."""
+    return list(dict.fromkeys(s for row in table for s in row["subjects"]))
+
+
+def counts(table: list[dict], subject: str | None = None) -> dict[str, dict[str, int]]:
+    """Verdict counts per paper letter, and over all papers ("all"), on ``subject`` (default: the page's);
+    claims not run on it are not counted."""
     letters = [letter for letter, _ in PAPERS.values()] + ["all"]
     tally = {letter: dict.fromkeys(VERDICTS, 0) for letter in letters}
     for row in table:
-        tally[row["id"][0]][row["verdict"]] += 1
-        tally["all"][row["verdict"]] += 1
+        cell = row["subjects"].get(subject) if subject else {"verdict": row["verdict"]}
+        if cell:
+            tally[row["id"][0]][cell["verdict"]] += 1
+            tally["all"][cell["verdict"]] += 1
     return tally
 
 
@@ -121,17 +151,26 @@ def evidence_text(row: dict) -> str:
 
 
 def html_table(table: list[dict]) -> str:
-    """The scorecard as an HTML table with an evidence column and a verdict column named by the subject;
-    each claim links to the section that shows it."""
+    """The scorecard as an HTML table: for each subject, what this study measured with its evidence and
+    caveats, and a verdict column named by the subject; each claim links to the section that shows it."""
     esc = html.escape
-    subject = table[0]["subject"] if table else ""
-    heads = ("claim", "the paper's claim", "paper", "this study", "evidence and caveats", f"verdict ({subject})")
+    names = subjects(table)
+    heads = ["claim", "the paper's claim", "paper"] + [h for s in names for h in (f"this study ({s}): evidence", f"verdict ({s})")]
     head = "".join(f"<th>{h}</th>" for h in heads)
-    body = "".join(
-        f'<tr><td><a href="{row["link"]}">{row["id"]}</a></td><td>{esc(row["statement"])}</td>'
-        f'<td>{esc(row["paper"])}</td><td>{esc(row["this study"])}</td><td>{esc(row["evidence"])}</td>'
-        f'<td class="verdict-{make_id(row["verdict"])}"><b>{row["verdict"]}</b></td></tr>'
-        for row in table)
+
+    def cells(row: dict) -> str:
+        out = ""
+        for s in names:
+            cell = row["subjects"].get(s)
+            if cell is None:
+                out += '<td>not run on this subject yet</td><td class="verdict-none">—</td>'
+            else:
+                out += (f'<td><b>{esc(cell["study"])}</b><br>{esc(cell["evidence"])}</td>'
+                        f'<td class="verdict-{make_id(cell["verdict"])}"><b>{cell["verdict"]}</b></td>')
+        return out
+
+    body = "".join(f'<tr><td><a href="{row["link"]}">{row["id"]}</a></td><td>{esc(row["statement"])}</td>'
+                   f'<td>{esc(row["paper"])}</td>{cells(row)}</tr>' for row in table)
     return f'<table class="scorecard"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -155,6 +194,7 @@ def counts_sentence(tally: dict[str, dict[str, int]]) -> str:
     def part(c: dict[str, int]) -> str:
         return " / ".join(f"{c[v]} {v}" for v in VERDICTS)
 
-    per_paper = "; ".join(f"{letter}: {part(tally[letter])}" for letter, _ in PAPERS.values())
+    run = [letter for letter, _ in PAPERS.values() if sum(tally[letter].values())]
+    per_paper = "; ".join(f"{letter}: {part(tally[letter])}" for letter in run)
     total = sum(tally["all"].values())
     return f"Of {total} claims, {part(tally['all'])} ({per_paper})."

@@ -8,9 +8,8 @@ fixed in the parameter file before any evaluation, and recorded with each row.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from saesteer.analyses.decomposition import BEHAVIOURS, paired
+from saesteer.core.files import resolve
 from saesteer.core.stats import combine, verdict
 from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
@@ -21,7 +20,7 @@ PARAMS = {  # the chapter's parameters
     **SUBJECT_PARAMS,
     "pairs": Param(str),  # "organism" or a JSONL file of contrastive pairs (see ``load_pairs``)
     "behaviour": Param(str),  # the organism's behaviour when pairs is "organism": refusal or corrigibility
-    "organism_saes": Param(list, items=str, nonempty=True),  # the organism's SAEs compared, the first gives the claims
+    "sae_families": Param(list, items=str, nonempty=True),  # SAE architectures compared (organism, or sae_path with {architecture}); the first gives the claims
     "norm_text": Param(str, optional=True, exists=True),  # text whose token norms are "real activations"
     "layer": Param(int, min=0, optional=True),  # resid_post layer analysed; null = the most steerable
     "layers": Param(list, items=int),  # layers whose steerability is measured (empty = every layer)
@@ -43,6 +42,7 @@ PARAMS = {  # the chapter's parameters
     "draws": Param(int, min=100, max=10_000),  # bootstrap draws of every interval
     "batch_size": Param(int, min=1, max=8192),  # rows per forward pass
     "seed": Param(int, min=0),
+    "compare_with": Param(list, items=str),  # settings of this chapter on other subjects, shown beside this one
 }
 
 
@@ -55,13 +55,13 @@ def check_params(params: dict) -> None:
         raise ParameterError("Parameter 'multipliers' must include 0.0, the unsteered baseline.")
     if 1.0 not in params["scales"]:
         raise ParameterError(f"Parameter 'scales' must include 1.0 (encode(v) itself); got {params['scales']}.")
-    if params["pairs"] != "organism" and not Path(params["pairs"]).is_file():
+    if params["pairs"] != "organism" and not resolve(params["pairs"]).is_file():
         raise ParameterError(f"Parameter 'pairs' must be 'organism' or an existing JSONL file; got {params['pairs']!r}.")
     if params["behaviour"] not in BEHAVIOURS:
         raise ParameterError(f"Parameter 'behaviour' must be one of {', '.join(BEHAVIOURS)}; got {params['behaviour']!r}.")
-    unknown = [f for f in params["organism_saes"] if f not in ("jumprelu", "topk")]
-    if unknown or len(set(params["organism_saes"])) < len(params["organism_saes"]):
-        raise ParameterError(f"Parameter 'organism_saes' must list distinct SAEs among jumprelu, topk; got {params['organism_saes']}.")
+    unknown = [f for f in params["sae_families"] if f not in ("jumprelu", "topk")]
+    if unknown or len(set(params["sae_families"])) < len(params["sae_families"]):
+        raise ParameterError(f"Parameter 'sae_families' must list distinct SAEs among jumprelu, topk; got {params['sae_families']}.")
 
 
 def check_layers(params: dict, n_layers: int) -> None:
@@ -118,7 +118,9 @@ def claim_norm(analysis: dict, context: dict) -> dict:
                  f"{_fmt(100 * share['lo'], 100 * share['hi'], 1)}% when v is rebuilt on resampled pairs.",
                  n=context["n_build"], unit=context["unit"],
                  preregistered=_layer_choice(context) | {"far below": f"parameter file: fewer than {far:.0%} of real tokens under |v|"},
-                 caveat="Real tokens are the organism's held-out dialogues of every kind, not pre-training text.")
+                 caveat=("Real tokens are the organism's held-out dialogues of every kind, not pre-training text."
+                         if not context["params"].get("norm_text") else
+                         f"Real tokens are {len(norms['norms'])} tokens of held-out text (norm_text), not the paper's 200k."))
 
 
 def _not_testable_bias(number: int, statement: str, zero: dict, name: str, context: dict) -> dict:

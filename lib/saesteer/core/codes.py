@@ -17,7 +17,7 @@ import torch
 from sae_lens import SAE
 
 from saesteer.core.hooks import Site
-from saesteer.core.interventions import Edit, forward_with_edits
+from saesteer.core.interventions import Edit, read_activations
 
 
 @dataclass
@@ -68,7 +68,7 @@ def read_tokens(lm, sites: Sequence[Site], inputs: Sequence[str] | torch.Tensor,
     """Activations at ``sites`` for ``inputs`` in one forward pass (with ``edits``), with the ids that ran and
     the mask of the tokens that count, both from the same tokenization."""
     enc = tokenize(lm.tokenizer, inputs, padding_side, max_length)
-    _, acts = forward_with_edits(lm, enc, edits, read=list(sites))
+    acts = read_activations(lm, enc, list(sites), edits)  # stops after the last site: no unembedding
     return Batch(enc["input_ids"], counted(lm.tokenizer, enc["input_ids"], enc["attention_mask"], bos), acts)
 
 

@@ -206,7 +206,8 @@ def forward_with_edits(model, prompts: Sequence[str] | torch.Tensor | Mapping, e
                        read: Sequence[Site] = (), **forward_kwargs):
     """One forward pass with ``edits`` on strings (padded as the tokenizer pads), a tensor of token ids
     [batch, seq] or a tokenizer's encoding (ids with their attention mask); returns (logits [batch, seq,
-    vocab], {site: activation}). ``forward_kwargs`` go to the model (e.g. a key/value cache)."""
+    vocab], {site: activation}). ``forward_kwargs`` go to the model (e.g. a key/value cache, or
+    ``logits_to_keep=1`` when only the next token matters: the unembedding is most of a small model's cost)."""
     saved: dict[Site, torch.Tensor] = {}  # filled inside the trace (an outer object outlives it)
     inputs = dict(prompts) if isinstance(prompts, Mapping) else prompts if isinstance(prompts, torch.Tensor) else list(prompts)
     with torch.no_grad(), model.trace(inputs, **forward_kwargs):
@@ -264,7 +265,7 @@ def last_token_logits(model, ids: torch.Tensor, edits: Sequence[Edit] = (), rows
     ``edits``. Given ``prefix``, the ``prefix_cache`` of all but the last token, only the last token runs,
     once per row: every row shares the prompt, so edits must touch the last position only (``tokens="last"``)."""
     if prefix is None:
-        logits, _ = forward_with_edits(model, ids.expand(rows, -1), edits)
+        logits, _ = forward_with_edits(model, ids.expand(rows, -1), edits, logits_to_keep=1)
         return logits[:, -1].float().cpu()
     cache = copy.deepcopy(prefix)
     cache.batch_repeat_interleave(rows)

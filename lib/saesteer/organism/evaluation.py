@@ -213,7 +213,7 @@ def refusal_probability(model, prompts: Sequence[str], edits: Sequence[Edit] = (
     refuse, comply = vocab[REFUSE_OPEN], vocab[COMPLY_OPEN]
     out = []
     for chunk in batches(prompts, batch_size):
-        logits, _ = forward_with_edits(model, chunk, edits)
+        logits, _ = forward_with_edits(model, chunk, edits, logits_to_keep=1)  # the last position only
         pair = logits[:, -1, [refuse, comply]].float()
         out.append(torch.softmax(pair, dim=-1)[:, 0])
     return torch.cat(out)

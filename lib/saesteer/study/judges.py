@@ -1,13 +1,21 @@
 """The coherence model: the model that scores the perplexity of steered text, never the steered model itself.
 
 A model grading its own edited writing is a circular judge, so chapters C and D
-score coherence under another model with the same tokenizer: on the organism
-the second organism (``organism.second``), on a real model a larger one of its
-family named in the parameter file.
+score coherence under another model: on the organism the second organism
+(``organism.second``, same tokenizer); on a real model one named in the parameter
+file, e.g. SmolLM2-135M-Instruct from the package index for Gemma 3 270M, whose
+tokenizer differs: the steered text is then decoded and read in the judge's tokens
+(``judge_perplexity``). Perplexities are compared only within one judge (steered
+against unsteered), never across judges.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
+
+from saesteer.core.generation import perplexity
 from saesteer.core.models import load_model, model_name_problem, torch_model
 from saesteer.organism.second import load_second
 from saesteer.study.params import ParameterError
@@ -26,16 +34,24 @@ def check_coherence_model(params: dict) -> None:
 
 
 def load_judge(params: dict, lm):
-    """The coherence model: the second organism, or a model by name; it must share the steered model's vocabulary,
-    since it scores the steered model's token ids."""
+    """The coherence model: the second organism, or a model by name (float32 like the steered model's SAEs)."""
     if params["coherence_model"] == SECOND:
-        judge = load_second(str(lm.device))
-    else:
-        judge = load_model(params["coherence_model"], str(lm.device), params["dtype"], seed=params["seed"] + 1)
-    if judge.tokenizer.get_vocab() != lm.tokenizer.get_vocab():
-        raise ParameterError(f"Parameter 'coherence_model' ({params['coherence_model']!r}) must share the steered "
-                             "model's tokenizer.")
-    return judge
+        return load_second(str(lm.device))
+    return load_model(params["coherence_model"], str(lm.device), params["dtype"], seed=params["seed"] + 1)
+
+
+def judge_perplexity(judge, lm, prompts: Sequence[str], continuations: torch.Tensor) -> torch.Tensor:
+    """Per row, ``judge``'s perplexity of a continuation the steered model ``lm`` wrote ([rows, new] ids in
+    ``lm``'s vocabulary, padded with its pad id) given its prompt: directly when the two share a vocabulary,
+    else after decoding the continuation and tokenizing the text with the judge's tokenizer."""
+    if judge.tokenizer.get_vocab() == lm.tokenizer.get_vocab():
+        return perplexity(judge, prompts, continuations)
+    pad = lm.tokenizer.pad_token_id
+    texts = [lm.tokenizer.decode([t for t in row if t != pad], skip_special_tokens=True) for row in continuations.tolist()]
+    ids = [judge.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    judge_pad = judge.tokenizer.pad_token_id if judge.tokenizer.pad_token_id is not None else judge.tokenizer.eos_token_id
+    width = max(1, *map(len, ids))
+    return perplexity(judge, prompts, torch.tensor([row + [judge_pad] * (width - len(row)) for row in ids]))
 
 
 def describe_judge(params: dict, judge) -> str:

@@ -67,6 +67,20 @@ class Run:
             self.chapter.check_layers(self.config, subject.n_layers)
         return subject
 
+    def compared(self) -> dict[str, dict]:
+        """This chapter's book results for each setting of the ``compare_with`` parameter (the same chapter on
+        other subjects, shown side by side), read from ``results_root()``; a missing one stops the notebook
+        with the command that makes it."""
+        out = {}
+        for setting in self.config.get("compare_with") or []:
+            path = paths.book_results(setting, self.name)
+            if not path.is_file():
+                raise params.ParameterError(f"Parameter 'compare_with' names {setting!r}, which has no results at "
+                                            f"{paths.shown(path)}; run `python -m saesteer.study.pipeline --only "
+                                            f"{self.name}@{setting}` first.")
+            out[setting] = read_json(path)
+        return out
+
     def upstream(self, chapter: str) -> dict | None:
         """Another chapter's book results for this setting (under ``results_root()``), or None when absent."""
         path = paths.book_results(self.config["setting"], chapter)

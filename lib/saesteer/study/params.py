@@ -16,6 +16,8 @@ from types import ModuleType
 
 import yaml
 
+from saesteer.core.files import resolve
+
 TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
 
 
@@ -86,7 +88,7 @@ def check(name: str, value, spec: Param) -> None:
         ok = spec.accepts_one(value)
     if not ok:
         raise ParameterError(f"Parameter {name!r} must be {spec.describe()}; got {value!r}.")
-    if spec.exists and not Path(value).exists():
+    if spec.exists and not resolve(value).exists():
         raise ParameterError(f"Parameter {name!r} must name an existing file or directory; {value!r} does not exist.")
 
 

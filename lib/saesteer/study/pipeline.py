@@ -1,14 +1,16 @@
 """Run the chapter notebooks through papermill into ``book/`` (the first half of ``make book``).
 
-``notebooks/chapters.yaml`` names each chapter and the parameter file the book
-is built with. A chapter is re-executed only when its notebook, its parameter
-file, the library modules it imports or the results it reads from other chapters
-(``READS``) changed since its executed copy was written (a stamp in the executed notebook's
-metadata), so an interrupted ``make book`` resumes where it stopped. Each notebook is executed into ``book/.partial/`` and moved into place
-only when it finished, so a failed run never replaces a good page.
+``notebooks/chapters.yaml`` names each chapter and the parameter file(s) the book is built with: the
+first setting of a chapter gives its page (``book/<chapter>.ipynb``), each further one, another subject,
+a section under it (``book/<setting>/<chapter>.ipynb``). A run is re-executed only when its notebook, its
+parameter file (and the repository files it names), the library modules it imports, the real model's
+records (for a run on it) or the results it reads from other runs (``READS``, ``compare_with``) changed
+since its executed copy was written (a stamp in the executed notebook's metadata), so an interrupted
+``make book`` resumes where it stopped. Each notebook is executed into ``book/.partial/`` and moved into
+place only when it finished, so a failed run never replaces a good page.
 
-Usage: ``python -m saesteer.study.pipeline [--only CHAPTER] [--force] [--check]``; ``--check`` executes
-nothing and fails when an executed chapter is missing or stale (``make html`` runs it first).
+Usage: ``python -m saesteer.study.pipeline [--only CHAPTER[@SETTING]] [--force] [--check]``; ``--check``
+executes nothing and fails when an executed chapter is missing or stale (``make html`` runs it first).
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ from pathlib import Path
 import nbformat
 import papermill
 
-from saesteer.core.files import repo_root
+from saesteer.core.files import repo_root, resolve
+from saesteer.core.packaged import PACKAGED, is_installed
 from saesteer.study.book import READS
+from saesteer.study.comparison import run_label
 from saesteer.study.params import ParameterError, read_param_file
-from saesteer.study.paths import book_results, chapter_param_files
+from saesteer.study.paths import ChapterRun, book_results, chapter_param_files, chapter_runs, chapter_settings
 from saesteer.study.sources import chapter_digest
 
 STAMP_KEY = "saesteer_stamp"
+SUBJECT_TAGS = {True: "organism-only", False: "real-model-only"}  # narrative cells about one kind of subject
 
 
 def chapters(root: Path) -> dict[str, Path]:
-    """Chapter name -> the parameter file the book is built with."""
+    """Chapter name -> the parameter file of its page."""
     return chapter_param_files(root)
 
 
@@ -49,28 +54,41 @@ def check_param_file(notebook: Path, param_file: Path) -> dict:
     return values
 
 
-def upstream_results(root: Path, name: str) -> list[Path]:
-    """The results files of the chapters ``name`` reads, where the book's parameter files put them
-    (under ``results_root()``)."""
-    listing = chapters(root)
-    return [book_results(read_param_file(listing[up])["setting"], up) for up in READS.get(name, [])]
+def upstream_results(root: Path, run: ChapterRun) -> list[Path]:
+    """The results files a run reads (under ``results_root()``): every setting of the chapters it ``READS``,
+    and its own chapter's results for the settings its ``compare_with`` parameter names."""
+    settings = chapter_settings(root)
+    compared = read_param_file(run.param_file).get("compare_with") or []
+    return ([book_results(setting, up) for up in READS.get(run.chapter, []) for setting in settings[up]]
+            + [book_results(setting, run.chapter) for setting in compared])
 
 
-def stamp(root: Path, notebook: Path, param_file: Path) -> str:
-    """A hash of everything an executed chapter depends on: its notebook, the library modules it imports
-    (transitively), the organism's manifest (``sources.chapter_digest``), its parameter file and the
-    results files it reads."""
-    digest = chapter_digest(root, notebook.stem)
-    digest.update(param_file.read_bytes())
-    for path in upstream_results(root, notebook.stem):
+def input_files(root: Path, values: dict) -> list[Path]:
+    """The repository files a parameter file names (pair files, prompt files), which a run depends on."""
+    named = [resolve(v) for v in values.values() if isinstance(v, str) and "{" not in v and "/" in v]
+    return sorted(p for p in named if p.is_file() and p.resolve().is_relative_to(root.resolve()))
+
+
+def stamp(root: Path, run: ChapterRun) -> str:
+    """A hash of everything an executed run depends on: its notebook, the library modules it imports
+    (transitively), the organism's manifests (``sources.chapter_digest``), its parameter file and the files
+    it names, the real model's records when the run is on it, and the results files it reads."""
+    digest = chapter_digest(root, run.chapter)
+    values = read_param_file(run.param_file)
+    digest.update(run.param_file.read_bytes())
+    for path in input_files(root, values):
+        digest.update(path.read_bytes())
+    if values.get("model") in PACKAGED:  # its SAEs and corpus, by the records of their build
+        for record in sorted((root / "data" / "gemma3").glob("*.json")):
+            digest.update(record.name.encode() + record.read_bytes())
+    for path in upstream_results(root, run):
         digest.update(path.read_bytes() if path.is_file() else b"missing " + str(path).encode())
     return digest.hexdigest()[:16]
 
 
 def stale_chapters(root: Path) -> list[str]:
-    """The chapters whose executed copy in ``book/`` is missing or not current with its sources."""
-    return [name for name, param_file in chapters(root).items()
-            if not is_current(root / "book" / f"{name}.ipynb", stamp(root, root / "notebooks" / f"{name}.ipynb", param_file))]
+    """The runs (``ChapterRun.name``) whose executed copy in ``book/`` is missing or not current."""
+    return [run.name for run in chapter_runs(root) if not is_current(run.executed, stamp(root, run))]
 
 
 def is_current(executed: Path, expected: str) -> bool:
@@ -78,6 +96,22 @@ def is_current(executed: Path, expected: str) -> bool:
     if not executed.is_file():
         return False
     return nbformat.read(executed, as_version=4).metadata.get(STAMP_KEY) == expected
+
+
+def unavailable(run: ChapterRun) -> str | None:
+    """Why a run cannot execute on this machine (its packaged model is not installed, or files it names in
+    the study's cache are not built), or None. nbval skips such runs and says so."""
+    values = read_param_file(run.param_file)
+    for name in ("model", "coherence_model"):
+        model = values.get(name)
+        if model in PACKAGED and not is_installed(model):
+            return f"model {model!r} is not installed (`{PACKAGED[model].make}`)"
+    for name, value in values.items():
+        if isinstance(value, str) and value.startswith("{cache}"):
+            fixed_part = value[: value.find("{", 1)] if "{" in value[1:] else value  # up to a {layer} field
+            if not resolve(fixed_part).exists():
+                return f"parameter {name!r} names {value!r}, which is not built on this machine (`make gemma3`)"
+    return None
 
 
 def hide_injected_parameters(executed: nbformat.NotebookNode) -> None:
@@ -90,34 +124,64 @@ def hide_injected_parameters(executed: nbformat.NotebookNode) -> None:
                 cell.metadata["tags"] = [*t, "remove-cell"]
 
 
-def run_chapter(root: Path, name: str, param_file: Path, force: bool = False) -> bool:
-    """Execute one chapter into ``book/<name>.ipynb``; returns False when it was already current."""
-    notebook = root / "notebooks" / f"{name}.ipynb"
-    target = root / "book" / f"{name}.ipynb"
-    values = check_param_file(notebook, param_file)
-    expected = stamp(root, notebook, param_file)
-    if not force and is_current(target, expected):
-        print(f"{name}: up to date ({param_file.name})")
+def keep_subject_cells(executed: nbformat.NotebookNode, organism: bool) -> None:
+    """Remove the narrative written for the other kind of subject: a cell tagged ``real-model-only`` from an
+    organism run's page, one tagged ``organism-only`` from a real model's."""
+    other = SUBJECT_TAGS[not organism]
+    executed.cells = [cell for cell in executed.cells if other not in cell.metadata.get("tags", [])]
+
+
+def retitle(executed: nbformat.NotebookNode, label: str) -> None:
+    """Name the run in the page title of a further subject's section ("# B. ... (Gemma 3 270M, sentiment)")."""
+    for cell in executed.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            title, _, rest = cell.source.partition("\n")
+            cell.source = f"{title} ({label})\n{rest}"
+            return
+
+
+def run_chapter(root: Path, run: ChapterRun, force: bool = False) -> bool:
+    """Execute one run into its place in ``book/``; returns False when it was already current."""
+    notebook = root / "notebooks" / f"{run.chapter}.ipynb"
+    values = check_param_file(notebook, run.param_file)
+    expected = stamp(root, run)
+    if not force and is_current(run.executed, expected):
+        print(f"{run.name}: up to date ({run.param_file.name})")
         return False
-    partial = root / "book" / ".partial" / target.name
+    partial = root / "book" / ".partial" / f"{run.setting}-{run.chapter}.ipynb"
     partial.parent.mkdir(exist_ok=True)
     start = time.time()
-    print(f"{name}: executing with {param_file.relative_to(root)}", flush=True)
+    print(f"{run.name}: executing with {run.param_file.relative_to(root)}", flush=True)
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ["SAESTEER_BOOK"] = "1"  # this run writes the book's results (paths.run_dir)
     papermill.execute_notebook(str(notebook), str(partial), parameters=values, cwd=str(root / "book"), kernel_name="python3")
     executed = nbformat.read(partial, as_version=4)
     hide_injected_parameters(executed)
+    keep_subject_cells(executed, values.get("model", "organism") == "organism")
+    if not run.main:
+        retitle(executed, run_label(run.setting, values.get("model", run.setting)))
     executed.metadata[STAMP_KEY] = expected
     nbformat.write(executed, partial)
-    shutil.move(partial, target)
-    print(f"{name}: done in {time.time() - start:.0f} s", flush=True)
+    run.executed.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(partial, run.executed)
+    print(f"{run.name}: done in {time.time() - start:.0f} s", flush=True)
     return True
+
+
+def selected(root: Path, only: str | None) -> list[ChapterRun]:
+    """The runs ``--only`` names: a chapter (all its runs) or one ``chapter@setting``; all when None."""
+    runs = chapter_runs(root)
+    if only is None:
+        return runs
+    chosen = [run for run in runs if only in (run.chapter, f"{run.chapter}@{run.setting}")]
+    if not chosen:
+        raise ParameterError(f"--only {only!r} is not one of {', '.join(r.name for r in runs)}.")
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", help="run just this chapter")
+    parser.add_argument("--only", help="run just this chapter (all its subjects) or chapter@setting")
     parser.add_argument("--force", action="store_true", help="re-execute even if up to date")
     parser.add_argument("--check", action="store_true", help="execute nothing; fail if a chapter is stale")
     args = parser.parse_args(argv)
@@ -125,15 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_chapters(root)
         for name in stale:
-            print(f"book/{name}.ipynb is missing or stale: run `python -m saesteer.study.pipeline --only {name}`", file=sys.stderr)
+            print(f"the executed copy of {name} is missing or stale: run `python -m saesteer.study.pipeline --only {name}`",
+                  file=sys.stderr)
         return 1 if stale else 0
-    todo = chapters(root)
-    if args.only:
-        if args.only not in todo:
-            parser.error(f"--only {args.only!r} is not one of {', '.join(todo)}")
-        todo = {args.only: todo[args.only]}
-    for name, param_file in todo.items():
-        run_chapter(root, name, param_file, force=args.force)
+    try:
+        todo = selected(root, args.only)
+    except ParameterError as err:
+        parser.error(str(err))
+    for run in todo:
+        run_chapter(root, run, force=args.force)
     return 0
 
 

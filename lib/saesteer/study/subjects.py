@@ -19,6 +19,7 @@ import torch
 from sae_lens import SAE
 
 from saesteer.core import hooks
+from saesteer.core.files import fill, read_documents, resolve
 from saesteer.core.hooks import Site
 from saesteer.core.models import load_model, model_name_problem, resolve_device
 from saesteer.core.progress import bar
@@ -63,47 +64,53 @@ class Subject:
     def n_layers(self) -> int:
         return hooks.n_layers(self.lm)
 
-    def sae(self, site: Site) -> SAE:
-        """The SAE at ``site``, loaded once. Loading never trains: a local SAE that is missing is an error
-        that says how to make it (``prepare_saes`` is the explicit training stage)."""
-        if site not in self._saes:
-            self._saes[site] = self._load_sae(site)
-        return self._saes[site]
+    def sae(self, site: Site, architecture: str | None = None) -> SAE:
+        """The SAE at ``site``, loaded once (``architecture`` fills an ``{architecture}`` field of ``sae_path``).
+        Loading never trains: a local SAE that is missing is an error that says how to make it
+        (``prepare_saes`` is the explicit training stage)."""
+        if (site, architecture) not in self._saes:
+            self._saes[site, architecture] = self._load_sae(site, architecture)
+        return self._saes[site, architecture]
 
-    def sae_dir(self, site: Site) -> Path | None:
+    def sae_dir(self, site: Site, architecture: str | None = None) -> Path | None:
         """The local folder of the SAE at ``site`` (``sae_path``), or None for the organism's and releases'."""
         template = self.params["sae_path"]
-        return Path(template.format(layer=site.layer, position=site.position)) if template else None
+        if not template:
+            return None
+        if "{architecture}" in template and architecture is None:
+            raise ParameterError("Parameter 'sae_path' has an {architecture} field, which this chapter does not fill; "
+                                 "name one architecture's folders.")
+        return fill(template, layer=site.layer, position=site.position, architecture=architecture)
 
     def prepare_saes(self, sites: Sequence[Site], progress: bool = True) -> list[Site]:
         """The training stage: train (with sae-lens, on ``sae_train_text``) each local SAE of ``sites`` that is
         missing, and check the others exist; returns the sites trained. A no-op for the organism and releases."""
         missing = [s for s in sites if self.sae_dir(s) is not None and not (self.sae_dir(s) / "cfg.json").is_file()]
         if missing and not self.params["sae_train_text"]:
-            raise self._missing_sae(missing[0])
+            raise self._missing_sae(missing[0], self.sae_dir(missing[0]))
         for site in bar(missing, "training SAEs", progress):
             train_sae_on_text(self.lm, site, Path(self.params["sae_train_text"]), self.sae_dir(site))
         return missing
 
-    def _load_sae(self, site: Site) -> SAE:
+    def _load_sae(self, site: Site, architecture: str | None) -> SAE:
         p = self.params
         if self.is_organism and not p["sae_path"] and not p["sae_release"]:
             return organism_sae(site)
         if p["sae_release"]:
             sae = load_sae(p["sae_release"], p["sae_id"].format(layer=site.layer, position=site.position))
         else:
-            path = self.sae_dir(site)
+            path = self.sae_dir(site, architecture)
             if not (path / "cfg.json").is_file():
-                raise self._missing_sae(site)
+                raise self._missing_sae(site, path)
             sae = load_sae(path=str(path))
         check_fits(sae, self.lm, site)
         return sae.to(device_of(self.lm))
 
-    def _missing_sae(self, site: Site) -> ParameterError:
+    def _missing_sae(self, site: Site, path: Path) -> ParameterError:
         """The one sentence for a local SAE folder without an SAE: how to make it."""
         todo = ("train it first with subject.prepare_saes (the explicit training stage)" if self.params["sae_train_text"]
                 else "fix the path, or give 'sae_train_text' to train the missing SAEs")
-        return ParameterError(f"Parameter 'sae_path' names {str(self.sae_dir(site))!r} for {site}, which holds no SAE "
+        return ParameterError(f"Parameter 'sae_path' names {str(path)!r} for {site}, which holds no SAE "
                               f"(cfg.json); {todo}.")
 
     def probes(self) -> dict | None:
@@ -122,7 +129,7 @@ class Subject:
 
     def eval_sets(self, kinds: Sequence[str], n: int) -> dict[str, list[Item]]:
         """Held-out evaluation items per kind (at most ``n`` each)."""
-        folder = organism_folder() / "eval" if self.params["prompts"] == "organism" else Path(self.params["prompts"])
+        folder = organism_folder() / "eval" if self.params["prompts"] == "organism" else resolve(self.params["prompts"])
         return self._formatted(load_items(folder, kinds, n))
 
     def selection_sets(self, kinds: Sequence[str], n: int) -> dict[str, list[Item]]:
@@ -131,7 +138,7 @@ class Subject:
         if self.params["prompts"] == "organism":
             language = self.language or organism_language()
             return {kind: [as_item(d) for d in language.selection_set(kind, n)] for kind in kinds}
-        return self._formatted(load_items(Path(self.params["prompts"]) / "selection", kinds, n))
+        return self._formatted(load_items(resolve(self.params["prompts"]) / "selection", kinds, n))
 
     def _formatted(self, sets: dict[str, list[Item]]) -> dict[str, list[Item]]:
         return {k: [Item(i.kind, self.format(i.prompt), i.truth) for i in items] for k, items in sets.items()}
@@ -142,7 +149,7 @@ def check_subject_params(params: dict) -> None:
     problem = model_name_problem(params["model"])
     if problem:
         raise ParameterError(f"Parameter 'model' is {params['model']!r}, which is not a model; {problem}" + ("" if problem.endswith("?") else "."))
-    if params["prompts"] != "organism" and not Path(params["prompts"]).is_dir():
+    if params["prompts"] != "organism" and not resolve(params["prompts"]).is_dir():
         raise ParameterError(f"Parameter 'prompts' must be 'organism' or an existing folder; got {params['prompts']!r}.")
     if params["sae_release"] and not params["sae_id"]:
         raise ParameterError("Parameter 'sae_id' must name the SAE id template when 'sae_release' is given.")
@@ -164,7 +171,7 @@ def train_sae_on_text(lm, site: Site, text_file: Path, out: Path, context: int =
     The lines are tokenized, joined with end-of-text tokens and cut into full
     rows of ``context`` tokens, so no padding reaches the activations."""
     tokenizer = lm.tokenizer
-    lines = [line for line in text_file.read_text().splitlines() if line.strip()]
+    lines = read_documents(text_file)
     packed = pack_rows([tokenizer(line)["input_ids"] + [tokenizer.eos_token_id] for line in lines], context, rows)
     if len(packed) == 0:
         raise ParameterError(f"Parameter 'sae_train_text' needs at least {context} tokens of text to train an SAE.")

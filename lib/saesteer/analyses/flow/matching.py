@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from sae_lens import SAE
 
+from saesteer.core.files import fill
 from saesteer.core.hooks import Site
 from saesteer.core.saes import check_fits, load_sae, unit_decoder
 from saesteer.study.subjects import device_of
@@ -39,9 +40,9 @@ class FlowSAEs:
         if site.position == "mlp_out" and p["mlp_sae_release"]:
             sae = load_sae(p["mlp_sae_release"], p["mlp_sae_id"].format(layer=layer))
         elif site.position == "mlp_out" and p["mlp_sae_path"]:
-            sae = load_sae(path=p["mlp_sae_path"].format(layer=layer, position=site.position))
+            sae = load_sae(path=str(fill(p["mlp_sae_path"], layer=layer, position=site.position)))
         elif site.position == "attn_out" and p["attn_sae_path"]:
-            sae = load_sae(path=p["attn_sae_path"].format(layer=layer, position=site.position))
+            sae = load_sae(path=str(fill(p["attn_sae_path"], layer=layer, position=site.position)))
         else:
             return self.subject.sae(site)
         check_fits(sae, self.subject.lm, site)

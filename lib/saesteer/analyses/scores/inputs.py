@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from saesteer.core.codes import sae_codes
+from saesteer.core.files import read_documents
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import (
     batches,
@@ -20,11 +21,10 @@ from saesteer.study.params import ParameterError
 
 # --- 2. input score ------------------------------------------------------------------------------
 def corpus_documents(subject, n_docs: int, corpus_text: str | None, seed: int) -> list[str]:
-    """Documents for the activation cache: lines of ``corpus_text``, or the organism's training-distribution
+    """Documents for the activation cache: the documents of ``corpus_text`` (``files.read_documents``), or the organism's training-distribution
     dialogues (a fresh seed, so the texts are new draws of the language, not the SAEs' training rows)."""
     if corpus_text is not None:
-        lines = [line.strip() for line in open(corpus_text, encoding="utf-8") if line.strip()]
-        return lines[:n_docs]
+        return read_documents(corpus_text)[:n_docs]
     if subject.language is None:
         raise ParameterError("Parameter 'corpus_text' must name a text file when the model is not the organism.")
     return [d.text() for d in subject.language.corpus(n_docs, seed=10_000 + seed)]

@@ -12,13 +12,15 @@ import numpy as np
 import torch
 
 from saesteer.analyses.scores.lens import lens_index
-from saesteer.core.generation import EditsFor, generate, perplexity
+from saesteer.core.files import read_documents
+from saesteer.core.generation import EditsFor, generate
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import (
     BoostEach,
     batches,
 )
 from saesteer.core.splits import disjoint, split
+from saesteer.study.judges import judge_perplexity
 from saesteer.study.params import ParameterError
 
 
@@ -26,7 +28,7 @@ from saesteer.study.params import ParameterError
 def prefixes(subject, n: int, prefixes_text: str | None) -> list[str]:
     """GenSuccess prefixes: lines of ``prefixes_text``, or held-out organism prompts of several kinds (in turn)."""
     if prefixes_text is not None:
-        return [line.strip() for line in open(prefixes_text, encoding="utf-8") if line.strip()][:n]
+        return read_documents(prefixes_text)[:n]
     if subject.language is None:
         raise ParameterError("Parameter 'prefixes_text' must name a text file when the model is not the organism.")
     kinds = ("benign", "scary", "topic", "truthful", "arith", "mc")
@@ -62,7 +64,7 @@ def gen_success(subject, jobs: Sequence[tuple[int, int, float]], lens: dict[tupl
     hits, ppl = [], []
     for chunk, ids in zip(batches(range(len(rows)), params["batch_size"]), generated):
         hits.append(_count_hits(ids, torch.tensor([lens[jobs[rows[i][0]][:2]] for i in chunk])))
-        ppl.append(perplexity(judge, [texts[i] for i in chunk], ids))
+        ppl.append(judge_perplexity(judge, subject.lm, [texts[i] for i in chunk], ids))
     hits, ppl = torch.cat(hits), torch.cat(ppl)
     n = len(prompts)
     return [{"layer": layer, "feature": f, "factor": s, "gen_success": float(hits[j * n : (j + 1) * n].mean()),
@@ -74,7 +76,7 @@ def unsteered(subject, prompts: Sequence[str], params: dict, judge, samples: int
     the baseline every feature's GenSuccess and perplexity are compared with."""
     texts = [p for p in prompts for _ in range(samples)]
     ids = _generate(subject, texts, [], params, params["seed"] + 10**6)[0]
-    return {"ids": ids.tolist(), "perplexity": float(perplexity(judge, texts, ids).mean())}
+    return {"ids": ids.tolist(), "perplexity": float(judge_perplexity(judge, subject.lm, texts, ids).mean())}
 
 
 def baseline_success(ids: Sequence[Sequence[int]], lens: Sequence[int]) -> float:
@@ -135,7 +137,8 @@ def steering(subject, rows: Sequence[dict], scored: Sequence[dict], extra: Seque
              judge) -> dict:
     """The factor sweep on the selection features and the factor the paper's rule picks there; every factor on
     the evaluation features (the rule's for the claims, the others for the sensitivity figure); the ``extra``
-    (ground-truth) features at the rule's factor and the strongest one. GenSuccess gains are over each
+    (ground-truth) features at the rule's factor and the strongest one (``sweep_evaluation`` false: the evaluation
+    features at the rule's factor only, so the sensitivity grid has one factor). GenSuccess gains are over each
     feature's lens tokens in unsteered continuations; perplexity is ``judge``'s."""
     prompts = prefixes(subject, params["n_prefixes"], params["prefixes_text"])
     lenses = lens_index(scored)
@@ -146,7 +149,7 @@ def steering(subject, rows: Sequence[dict], scored: Sequence[dict], extra: Seque
         gen_success(subject, jobs(feats, factors), lenses, prompts, params, judge), base["ids"], lenses, part)
     sweep = run(parts["selection"], params["factors"], "selection")
     chosen = pick_factor(sweep, base["perplexity"])
-    evaluation = run(parts["evaluation"], params["factors"], "evaluation")
+    evaluation = run(parts["evaluation"], params["factors"] if params["sweep_evaluation"] else [chosen["factor"]], "evaluation")
     truth = run(list(dict.fromkeys(extra)), sorted({chosen["factor"], max(params["factors"])}), "ground truth")
     return {"prompts": prompts, "unsteered_perplexity": base["perplexity"], "factor": chosen, "parts": parts,
             "gen": sweep + evaluation + truth}

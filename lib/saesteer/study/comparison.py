@@ -1,0 +1,48 @@
+"""The same chapter on several subjects: its claims side by side, one verdict column per run.
+
+A chapter runs on the organism (the subject with known answers) and on Gemma 3 270M (a real pretrained
+model); chapter B runs on Gemma 3 with two behaviours. Each run writes its own results file; these
+functions read the claims of several runs and line them up by claim number. A subject's first run in
+the book's listing is its primary one: the scorecard takes that run's verdict, and a further run of the
+same subject (another behaviour) is a replication, reported beside it and never used to change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+SUBJECTS = {"organism": "organism", "gemma3-270m": "Gemma 3 270M"}  # model parameter -> the subject's name
+
+
+def subject_name(model: str) -> str:
+    """A subject's name for tables: the organism, Gemma 3 270M, or the model parameter itself."""
+    return SUBJECTS.get(model, model)
+
+
+def run_label(setting: str, model: str) -> str:
+    """A run's name for titles: the subject, and what the setting adds to it ("Gemma 3 270M, sentiment")."""
+    extra = setting.removeprefix(model).strip("-")
+    return f"{subject_name(model)}, {extra}" if extra and extra != setting else subject_name(model)
+
+
+def claims_table(runs: Mapping[str, dict]) -> list[dict]:
+    """One row per claim number of the first run: its statement, then each run's verdict and evidence
+    (``runs``: setting -> that run's results, as saved by ``results.save_results``; a run without the claim
+    shows "not run")."""
+    by_run = {setting: {row["claim"]: row for row in results["results"]["claims"]} for setting, results in runs.items()}
+    first = next(iter(by_run.values()))
+    table = []
+    for number, row in first.items():
+        line = {"claim": number, "statement": row["statement"]}
+        for setting, claims in by_run.items():
+            found = claims.get(number)
+            line[f"verdict ({setting})"] = found["verdict"] if found else "not run"
+            line[f"evidence ({setting})"] = found["evidence"] if found else ""
+        table.append(line)
+    return table
+
+
+def agreement(table: list[dict], a: str, b: str) -> dict[str, list]:
+    """The claims on which two runs' verdicts agree and those on which they differ (claim numbers)."""
+    same = [row["claim"] for row in table if row[f"verdict ({a})"] == row[f"verdict ({b})"]]
+    return {"agree": same, "differ": [row["claim"] for row in table if row["claim"] not in same]}
