@@ -105,7 +105,8 @@ def test_book_notebooks_validate_with_nbval(tmp_path):
     The results root starts as a copy of the book's results files, which the chapters that read others'
     results (C, the synthesis, the front page, a page showing other subjects) read and the others overwrite
     with the same numbers. A run this machine cannot execute (the real model or its SAEs not built: CI) is
-    skipped with a warning that says why; its executed copy is still checked current by its stamp."""
+    skipped with a warning that says why; its executed copy is still checked current by its stamp. Where this
+    machine has the runs' stage caches (not in CI), the re-executions reuse them, as the pipeline does."""
     runs = paths.chapter_runs(ROOT)
     skipped = {run.name: pipeline.unavailable(run) for run in runs if pipeline.unavailable(run)}
     for name, why in skipped.items():
@@ -117,6 +118,8 @@ def test_book_notebooks_validate_with_nbval(tmp_path):
         target = tmp_path / "results" / source.relative_to(ROOT / "data" / "results")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, target)
+        if (source.parent / "cache").is_dir():  # this machine's stage caches (none in CI): reruns reuse them
+            (target.parent / "cache").symlink_to(source.parent / "cache")
     run = nbval(*notebooks, book=True)
     assert run.returncode == 0, run.stdout[-3000:]
 
