@@ -67,8 +67,12 @@ def test_each_subject_keeps_its_own_narrative_and_a_further_subject_is_named_in_
     pipeline.keep_subject_cells(real, organism=False)
     assert [c.source for c in organism.cells[1:]] == ["both", "organism-only"]
     assert [c.source for c in real.cells[1:]] == ["both", "real-model-only"]
-    pipeline.retitle(real, comparison.run_label("gemma3-270m-sentiment", "gemma3-270m"))
+    real.cells[1].metadata["mystnb"] = {"figure": {"name": "fig-norms", "caption": "Norms"}}
+    run = paths.ChapterRun("steering_vector_decomposition", "gemma3-270m-sentiment", Path("p.yaml"), Path("x.ipynb"), False)
+    pipeline.finish(real, run, {"model": "gemma3-270m"})
+    pipeline.finish(real, run, {"model": "gemma3-270m"})  # idempotent
     assert real.cells[0].source == "# B. Can an SAE decompose a steering vector? (Gemma 3 270M, sentiment)\n\ntext"
+    assert real.cells[1].metadata["mystnb"]["figure"]["name"] == "fig-norms-gemma3-270m-sentiment"
 
 
 def test_a_run_whose_model_or_cache_files_are_missing_says_why(tmp_path, monkeypatch):

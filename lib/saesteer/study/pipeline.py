@@ -136,8 +136,29 @@ def retitle(executed: nbformat.NotebookNode, label: str) -> None:
     for cell in executed.cells:
         if cell.cell_type == "markdown" and cell.source.startswith("# "):
             title, _, rest = cell.source.partition("\n")
-            cell.source = f"{title} ({label})\n{rest}"
+            if not title.endswith(f"({label})"):
+                cell.source = f"{title} ({label})\n{rest}"
             return
+
+
+def name_figures(executed: nbformat.NotebookNode, setting: str) -> None:
+    """Give each figure label of a further subject's section its setting (``fig-x`` -> ``fig-x-<setting>``):
+    labels are global to the book, and the same notebook runs once per subject."""
+    for cell in executed.cells:
+        figure = cell.metadata.get("mystnb", {}).get("figure", {})
+        if figure.get("name") and not figure["name"].endswith(f"-{setting}"):
+            figure["name"] = f"{figure['name']}-{setting}"
+
+
+def finish(executed: nbformat.NotebookNode, run: ChapterRun, values: dict) -> None:
+    """What an executed run gets before it goes into ``book/``: the parameters cell hidden where the notebook
+    hides its own, the other kind of subject's narrative removed, and for a further subject, its name in the
+    title and in every figure label."""
+    hide_injected_parameters(executed)
+    keep_subject_cells(executed, values.get("model", "organism") == "organism")
+    if not run.main:
+        retitle(executed, run_label(run.setting, values.get("model", run.setting)))
+        name_figures(executed, run.setting)
 
 
 def run_chapter(root: Path, run: ChapterRun, force: bool = False) -> bool:
@@ -156,10 +177,7 @@ def run_chapter(root: Path, run: ChapterRun, force: bool = False) -> bool:
     os.environ["SAESTEER_BOOK"] = "1"  # this run writes the book's results (paths.run_dir)
     papermill.execute_notebook(str(notebook), str(partial), parameters=values, cwd=str(root / "book"), kernel_name="python3")
     executed = nbformat.read(partial, as_version=4)
-    hide_injected_parameters(executed)
-    keep_subject_cells(executed, values.get("model", "organism") == "organism")
-    if not run.main:
-        retitle(executed, run_label(run.setting, values.get("model", run.setting)))
+    finish(executed, run, values)
     executed.metadata[STAMP_KEY] = expected
     nbformat.write(executed, partial)
     run.executed.parent.mkdir(parents=True, exist_ok=True)
