@@ -8,7 +8,7 @@ import pytest
 from nbformat.v4 import new_markdown_cell, new_notebook
 
 from saesteer.core.files import fill, resolve
-from saesteer.study import comparison, paths, pipeline
+from saesteer.study import paths, pipeline
 from saesteer.study.params import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
