@@ -41,6 +41,95 @@ def test_chunked_top_matches_equal_the_full_similarity_matrix():
         assert torch.allclose(v, full_v, atol=1e-6) and torch.equal(i, full_i)
 
 
+def _same_as_reference(target, source, k, chunk=64):
+    """The certified matcher equals the float64 reference bit for bit; returns the share of screen-proven rows."""
+    values, indices, proven = ff.matching.certified_top_matches(target, source, k, chunk)
+    ref_values, ref_indices = ff.matching.exact_top_matches(target, source, k, chunk)
+    assert values.dtype == torch.float32 and indices.dtype == torch.int64
+    assert torch.equal(values, ref_values) and torch.equal(indices, ref_indices)
+    assert torch.equal(ff.top_matches(target, source, k, chunk)[1], indices)
+    return proven.float().mean().item()
+
+
+@pytest.mark.parametrize("n, m, d, k", [(300, 500, 64, 5), (50, 70, 16, 4), (1, 200, 2304, 5), (3, 4, 8, 10),
+                                        (7, 20, 8, 20)])
+def test_certified_top_matches_equal_the_exact_reference_on_unit_rows(n, m, d, k):
+    torch.manual_seed(n + m)
+    target, source = unit_rows(torch.randn(n, d)), unit_rows(torch.randn(m, d))
+    proven = _same_as_reference(target, source, k)
+    assert proven == (1.0 if m > k + ff.matching.MARGIN else 0.0)  # tiny sources go to the reference directly
+
+
+def test_certified_top_matches_agree_with_float32_products_up_to_their_rounding():
+    torch.manual_seed(1)
+    target, source = unit_rows(torch.randn(400, 128)), unit_rows(torch.randn(900, 128))
+    values, indices = ff.top_matches(target, source, 5, 100)
+    ref_values, ref_indices = (target @ source.T).topk(5, dim=1)
+    assert (values - ref_values).abs().max() < 1e-6
+    distinct = (ref_values[:, :-1] - ref_values[:, 1:]).min(dim=1).values > 1e-6
+    assert distinct.float().mean() > 0.9 and torch.equal(indices[distinct], ref_indices[distinct])
+
+
+def test_ties_take_the_lower_index_and_duplicated_zero_and_scaled_rows_stay_exact():
+    torch.manual_seed(2)
+    source = unit_rows(torch.randn(120, 32))
+    source[60:90] = source[:30]  # exact duplicates tie: the lower index comes first
+    source[100] = 0
+    target = torch.cat([source[:10], torch.zeros(2, 32), unit_rows(torch.randn(30, 32))])
+    target *= torch.logspace(-3, 3, len(target))[:, None]  # non-unit rows: the bound scales with the norms
+    source *= torch.logspace(2, -2, len(source))[:, None]
+    _same_as_reference(target, source, 6, 16)
+    values, indices = ff.top_matches(torch.ones(1, 4), torch.ones(50, 4), 3)
+    assert torch.equal(indices, torch.tensor([[0, 1, 2]])) and torch.equal(values, torch.full((1, 3), 4.0))
+    unit = unit_rows(torch.randn(80, 24))
+    values, indices = ff.top_matches(unit[:40], torch.cat([unit, unit]), 2)
+    assert torch.equal(indices, torch.stack([torch.arange(40), torch.arange(40) + 80], 1))
+    codes = torch.randn(300, 200)
+    codes[:, :20] = 0  # dead features: zero rows of the standardized, transposed (non-contiguous) codes
+    standard = ((codes - codes.mean(0)) / (codes - codes.mean(0)).norm(dim=0).clamp_min(1e-12)).T
+    assert 0.5 < _same_as_reference(standard, standard, 5) < 1.0
+
+
+def test_rows_the_first_screen_cannot_prove_get_a_wider_screen():
+    torch.manual_seed(6)
+    target, source = unit_rows(torch.randn(200, 64)), unit_rows(torch.randn(400, 64))
+    first = ff.matching.Screen(source).top(target, 5, 6, 64)[2]  # one candidate beyond k: not every row proven
+    values, indices, proven = ff.matching.certified_top_matches(target, source, 5, 64, margin=1)
+    assert first.float().mean() < 0.95 and proven.all()
+    assert torch.equal(indices, ff.matching.exact_top_matches(target, source, 5)[1])
+
+
+def test_near_ties_beyond_the_bfloat16_bound_fall_back_to_the_exact_reference():
+    torch.manual_seed(3)
+    base = unit_rows(torch.randn(1, 256))
+    crowd = unit_rows(base + 1e-3 * torch.randn(200, 256))  # cosines to base within 1e-4 of each other: inside the bound
+    source = torch.cat([crowd, unit_rows(torch.randn(300, 256))])
+    target = torch.cat([base, unit_rows(torch.randn(20, 256))])
+    values, indices, proven = ff.matching.certified_top_matches(target, source, 5)
+    assert not proven[0] and proven.any()
+    assert _same_as_reference(target, source, 5) == proven.float().mean().item()
+
+
+def test_bfloat16_products_stay_within_the_screen_bound():
+    """The bound assumes float32 accumulation of the bf16 products: checked at Gemma 2 2B's width."""
+    torch.manual_seed(4)
+    a, b = unit_rows(torch.randn(128, 2304)), unit_rows(torch.randn(2048, 2304)) * 3
+    screen = ff.matching.Screen(b)
+    screened = (a.bfloat16() @ screen.low.T).double()
+    error = (screened - a.double() @ b.double().T).abs()
+    allowed = ff.matching.BF16_UNIT * screened.abs() / (1 - ff.matching.BF16_UNIT) + screen.bound(a, a.bfloat16())[:, None]
+    assert (error <= allowed).all() and error.max() > 0.01 * allowed.max()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_certified_top_matches_on_cuda_equal_the_cpu_result():
+    torch.manual_seed(5)
+    target, source = unit_rows(torch.randn(200, 64)), unit_rows(torch.randn(300, 64))
+    cpu = ff.top_matches(target, source, 5)
+    cuda = ff.top_matches(target.cuda(), source.cuda(), 5)
+    assert torch.equal(cuda[0].cpu(), cpu[0]) and torch.equal(cuda[1].cpu(), cpu[1])
+
+
 def _match(s_r, s_a, s_m):
     """A one-candidate match table with the given top-1 similarities (s_r None = layer 0)."""
     row = lambda sims: {"sim": [[s] for s in sims], "idx": [[j] for j in range(len(sims))]}  # noqa: E731
