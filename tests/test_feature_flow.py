@@ -234,6 +234,9 @@ def test_paired_differences_match_items_and_resample_their_clusters():
     assert chapter.claim_cumulative(gaps, "constant", [4.0])["verdict"] == "reproduced"
     flat = [dict(r, schedule="constant" if r["schedule"] == "constant" else "single", **{"topic share": 0.2}) for r in rows]
     assert chapter.claim_cumulative(ff.cumulative_gaps(flat, ["constant"], [4.0]), "constant", [4.0])["verdict"] == "not reproduced"
+    one_layer = ff.FlowGraph({"topic": "sea", "layer": 3}, {}, [], {3: 7, 4: 2})  # one chain layer up to the seed
+    row = chapter.claim_cumulative(ff.cumulative_gaps(flat, ["constant"], [4.0]), "constant", [4.0], [one_layer])
+    assert row["verdict"] == "not testable" and row["caveat"].startswith("0 of 1 topic graphs have more than one chain layer")
 
 
 def test_row_bootstrap_statistics_of_groups_and_the_depth_band():
@@ -288,7 +291,8 @@ def test_a_decoder_direction_along_a_topic_word_scores_as_that_topic_writer():
     with torch.no_grad():
         sae.W_dec[0] = unembedding[lm.tokenizer.get_vocab()["wave"]]
     graph = ff.FlowGraph({"topic": "sea", "layer": 0}, {}, [], {0: 0})
-    sea, space = (ff.writer_scores(lm, lambda s: sae, graph, t)[0] for t in ("sea", "space"))
+    words = ff.topic_vocabulary({})
+    sea, space = (ff.writer_scores(lm, lambda s: sae, graph, words[t])[0] for t in ("sea", "space"))
     assert sea > 1.0 and sea > space
 
 
@@ -297,9 +301,56 @@ def test_bad_seeds_and_missing_topic_seed_are_clear_errors():
         ff.parse_seed("12:x")
     params = {"seed_topics": [], "seed_features": ["3:4"], "small_coefficients": 1, "steer_coefficients": [1.0],
               "mlp_sae_release": None, "mlp_sae_id": None, "model": "organism", "corpus_text": None,
-              "coherence_model": "organism-second"}
+              "coherence_model": "organism-second", "topic_words": {}, "selection_text": None}
     with pytest.raises(ParameterError, match="layer:feature:topic"):
         chapter.check_params(params)
+    real = params | {"model": "tiny:gemma3", "corpus_text": "c.jsonl", "coherence_model": "tiny:llama",
+                     "topic_words": {"code": ["function"]}}
+    with pytest.raises(ParameterError, match="topic_words"):
+        chapter.check_params(real | {"seed_features": ["3:4:sea"]})  # not one of this subject's topics
+    with pytest.raises(ParameterError, match="selection_text"):
+        chapter.check_params(real | {"seed_topics": ["code"]})
+    with pytest.raises(ParameterError, match="non-empty list"):
+        chapter.check_params(real | {"topic_words": {"code": []}})
+
+
+def _sourced_corpus(path: Path, sizes: dict[str, tuple[int, int]]) -> Path:
+    """A JSONL corpus: per source, (documents, words a document), each source with its own words."""
+    path.write_text("".join(json.dumps({"source": source, "text": " ".join(f"w{k + 3}" for _ in range(words))}) + "\n"
+                            for k, (source, (docs, words)) in enumerate(sizes.items()) for _ in range(docs)))
+    return path
+
+
+def test_a_sourced_corpus_labels_every_token_and_shares_the_rows_among_sources(tiny_models, tmp_path):
+    tokenizer = tiny_models["gemma3"].tokenizer
+    path = _sourced_corpus(tmp_path / "c.jsonl", {"big": (200, 3), "long": (20, 30), "small": (30, 5)})
+    corpus = ff.text_corpus(tokenizer, str(path), rows=6, context=16)
+    assert len(corpus.labels) == corpus.ids.numel() == 96
+    counts = {label: corpus.labels.count(label) for label in set(corpus.labels)}
+    assert set(counts) == {"topic:big", "topic:long", "topic:small"}  # the largest source does not crowd out the others
+    assert max(counts.values()) - min(counts.values()) <= 31  # equal up to one document
+    ids = corpus.ids.flatten().tolist()
+    word = {"topic:big": "w3", "topic:long": "w4", "topic:small": "w5"}
+    assert all(tokenizer.convert_ids_to_tokens(i) in (word[label], tokenizer.bos_token) for i, label in zip(ids, corpus.labels))
+
+
+def test_corpus_probes_pick_the_feature_that_fires_on_a_source():
+    labels = ["topic:a"] * 50 + ["topic:b"] * 50
+    codes = torch.rand(100, 6) * 0.1
+    codes[:50, 4] += 1.0  # feature 4 fires on source a's tokens
+    codes[50:, 2] += 1.0  # feature 2 on source b's
+    probes = ff.corpus_probes(codes, labels, ["a", "b"], Site(3))
+    assert probes["topic:a"]["resid_post@3"] == {"feature": 4, "auroc": 1.0}
+    assert probes["topic:b"]["resid_post@3"]["feature"] == 2
+    with pytest.raises(ParameterError, match="'c'"):
+        ff.corpus_probes(codes, labels, ["c"], Site(3))
+
+
+def test_topic_share_reads_words_without_case_or_punctuation_and_word_tokens_follow_the_tokenizer(tiny_models):
+    assert ff.topic_share("The Function returns, a list.", frozenset({"function", "list"})) == pytest.approx(2 / 5)
+    assert ff.topic_share("the wave is salty near the shore .", ff.topic_vocabulary({})["sea"]) == pytest.approx(3 / 8)
+    organism = load_organism("cpu").tokenizer
+    assert ff.word_token_ids(organism, ["wave", "notaword"]) == [organism.get_vocab()["wave"]]
 
 
 def test_well_formed_reads_the_topic_grammar():
@@ -372,3 +423,38 @@ def test_coherence_is_one_over_the_shared_perplexity_independent_of_the_batch_an
     n = len(lm.tokenizer("w9 w1 w2 w3", add_special_tokens=False)["input_ids"])
     logp = torch.log_softmax(logits[0, -n - 1 : -1].float().cpu(), -1).gather(1, ids[0, -n:, None])
     assert together[2] == pytest.approx(float(logp.mean().exp()), rel=1e-5)
+
+
+@pytest.mark.notebook
+def test_the_books_gemma3_parameter_file_runs_on_tiny_gemma3(tmp_path):
+    """The book's Gemma 3 run of chapter C on a tiny Gemma 3: its committed topic prompts (40 a source), a JSONL
+    corpus whose sources are the topics, seeds chosen on a separate selection corpus, and the file's word lists."""
+    values = yaml.safe_load((PARAM_DIR / "gemma3-270m.yaml").read_text())
+    prompts = [json.loads(line) for line in (ROOT / values["prompts"] / "topic.jsonl").read_text().splitlines()]
+    assert sorted({p["truth"]["topic"] for p in prompts}) == sorted(values["seed_topics"]) == sorted(values["topic_words"])
+    assert len(prompts) == 40 * len(values["seed_topics"]) and len({p["truth"]["cluster"] for p in prompts}) == len(prompts)
+    saes = tmp_path / "saes"
+    for i, site in enumerate(Site(layer, p) for layer in (0, 1) for p in ("attn_out", "mlp_out", "resid_post")):
+        random_sae(32, d_sae=64, k=8, seed=i).save_model(str(saes / f"jumprelu_{site.position}_{site.layer}"))
+    sizes = {topic: (40, 12) for topic in values["seed_topics"]}
+    overrides = {"model": "tiny:gemma3", "sae_path": str(saes / "jumprelu_{position}_{layer}"),
+                 "mlp_sae_path": str(saes / "jumprelu_mlp_out_{layer}"), "attn_sae_path": str(saes / "jumprelu_attn_out_{layer}"),
+                 "layers": [1], "seed_layer": 1, "corpus_text": str(_sourced_corpus(tmp_path / "heldout.jsonl", sizes)),
+                 "selection_text": str(_sourced_corpus(tmp_path / "train.jsonl", sizes)), "corpus_rows": 8, "context": 16,
+                 "n_deactivate": 3, "min_active_tokens": 1, "steer_coefficients": [1.0, 8.0], "small_coefficients": 1,
+                 "steer_prompts": 2, "check_prompts": 1, "new_tokens": 4, "coherence_model": "tiny:llama"}
+    papermill.execute_notebook(str(ROOT / "notebooks" / "feature_flow.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={**values, **overrides}, cwd=str(ROOT / "book"), kernel_name="python3",
+                               progress_bar=False)
+    saved = json.loads(run_results(tmp_path / "results", "feature_flow").read_text())["results"]
+    assert [g["seed"]["name"] for g in saved["graphs"]] == [f"topic {t}" for t in values["seed_topics"]]
+    assert all("AUROC" in g["seed"]["source"] for g in saved["graphs"])
+    assert {r["schedule"] for r in saved["steering"]} == {"none", "single", *values["schedules"]}
+    assert {c["claim"] for c in saved["claims"]} == set(range(1, 9))
+
+
+def test_depth_phases_need_matched_layers_in_the_first_and_last_thirds():
+    assert chapter.claim_phases(6)["verdict"] == "not testable"
+    middle = chapter.claim_phases(18, list(range(6, 12)))
+    assert middle["verdict"] == "not testable" and middle["this study"] == "matched layers 6-11 of 18"
+    assert chapter.claim_phases(18)["verdict"] == chapter.claim_phases(18, [0, 9, 17])["verdict"] == "inconclusive"

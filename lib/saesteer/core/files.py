@@ -50,6 +50,18 @@ def read_documents(path: str | Path) -> list[str]:
     return [json.loads(line)["text"] for line in lines] if path.suffix == ".jsonl" else lines
 
 
+def documents_by_source(path: str | Path) -> dict[str | None, list[str]]:
+    """The documents of a text or JSONL file grouped by their ``"source"`` (None for a plain text file, or a
+    JSONL object without one), each group in file order."""
+    path = resolve(path)
+    groups: dict[str | None, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line) if path.suffix == ".jsonl" else {"text": line.strip()}
+            groups.setdefault(row.get("source"), []).append(row["text"])
+    return groups
+
+
 def write_json(path: str | Path, data) -> Path:
     """Write ``data`` as JSON through a temporary file and a rename, so an interrupted run leaves no torn file."""
     path = Path(path)

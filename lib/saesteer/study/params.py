@@ -18,7 +18,8 @@ import yaml
 
 from saesteer.core.files import resolve
 
-TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
+TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
+              dict: "a mapping"}
 
 
 class ParameterError(ValueError):
@@ -29,7 +30,7 @@ class ParameterError(ValueError):
 class Param:
     """What one parameter accepts."""
 
-    kind: type  # int, float, str, bool or list
+    kind: type  # int, float, str, bool, list or dict
     choices: tuple | None = None  # allowed values, if a closed set
     min: float | None = None  # inclusive lower bound (numbers, list items)
     max: float | None = None  # inclusive upper bound

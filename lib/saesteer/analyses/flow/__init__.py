@@ -54,6 +54,7 @@ from saesteer.analyses.flow.corpus import (
 )
 from saesteer.analyses.flow.graphs import (
     FlowGraph,
+    corpus_probes,
     flow_graph,
     label_graph,
     node_id,
@@ -62,6 +63,7 @@ from saesteer.analyses.flow.graphs import (
     refusal_seed,
     residual_chain,
     seeds,
+    selection_probes,
     top_tokens,
 )
 from saesteer.analyses.flow.matching import (
@@ -99,7 +101,9 @@ from saesteer.analyses.flow.steering import (
     steering_summary,
     topic_prompts,
     topic_share,
+    topic_vocabulary,
     well_formed,
+    word_token_ids,
     writer_scores,
 )
 from saesteer.analyses.flow.validation import (
@@ -128,6 +132,7 @@ __all__ = [
     "coherence",
     "Corpus",
     "corpus_codes",
+    "corpus_probes",
     "cumulative_gaps",
     "deactivate_graph",
     "deactivation_changes",
@@ -173,6 +178,7 @@ __all__ = [
     "schedule",
     "SCHEDULES",
     "seeds",
+    "selection_probes",
     "SHORT",
     "similarity_rows",
     "steer",
@@ -187,6 +193,8 @@ __all__ = [
     "top_tokens",
     "topic_prompts",
     "topic_share",
+    "topic_vocabulary",
     "well_formed",
+    "word_token_ids",
     "writer_scores",
 ]

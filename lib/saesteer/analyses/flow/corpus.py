@@ -14,7 +14,9 @@ from sae_lens import SAE
 
 from saesteer.analyses.flow.matching import CATEGORIES, categories, predecessor_site, top1
 from saesteer.core.codes import sae_codes
+from saesteer.core.files import documents_by_source
 from saesteer.core.hooks import Site
+from saesteer.core.splits import stable_hash
 from saesteer.core.tokenizer import pack_rows
 from saesteer.organism.language import Language
 from saesteer.organism.probes import dialogue_labels
@@ -56,9 +58,22 @@ def organism_corpus(tokenizer, language: Language, rows: int, context: int, seed
 
 
 def text_corpus(tokenizer, path: str, rows: int, context: int) -> Corpus:
-    """A text file (one document a line) tokenized and packed into rows."""
-    lines = [line for line in open(path).read().splitlines() if line.strip()]
-    return _pack([(tokenizer(line)["input_ids"], None) for line in lines], rows, context)
+    """A text file (one document a line) or a JSONL corpus, tokenized and packed into rows. Documents that name
+    their ``source`` (Gemma 3's corpus: quotations, dictionary glosses, Python documentation) label each of their
+    tokens ``topic:<source>``, the corpus's ground truth, and are drawn so that every source holds about the
+    same share of the tokens (the next document comes from the source with the fewest tokens so far, each
+    source's documents in stable-hash order): the largest source cannot crowd the others out of the rows."""
+    groups = documents_by_source(path)
+    if list(groups) == [None]:
+        return _pack([(tokenizer(doc)["input_ids"], None) for doc in groups[None]], rows, context)
+    queues = {s: sorted(docs, key=lambda d: stable_hash(d, "flow-corpus")) for s, docs in groups.items()}
+    tokens, used, pieces, need = dict.fromkeys(queues, 0), dict.fromkeys(queues, 0), [], rows * context
+    while need > 0 and any(used[s] < len(q) for s, q in queues.items()):
+        source = min((s for s in queues if used[s] < len(queues[s])), key=lambda s: (tokens[s], str(s)))
+        ids = tokenizer(queues[source][used[source]])["input_ids"]
+        pieces.append((ids, [f"topic:{source}"] * len(ids)))
+        used[source], tokens[source], need = used[source] + 1, tokens[source] + len(ids), need - len(ids)
+    return _pack(pieces, rows, context)
 
 
 def corpus_codes(lm, saes: Callable[[Site], SAE], sites: Sequence[Site], ids: torch.Tensor, batch_size: int) -> dict[Site, torch.Tensor]:

@@ -10,18 +10,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from saesteer.analyses.flow.corpus import Corpus
+from saesteer.analyses.flow.corpus import Corpus, corpus_codes, text_corpus
 from saesteer.analyses.flow.matching import SHORT
 from saesteer.core.hooks import Site
 from saesteer.core.stats import auroc
-from saesteer.organism.language import TOPICS
 from saesteer.study.params import ParameterError
 
 
 def parse_seed(text: str) -> dict:
-    """``"layer:feature"`` or ``"layer:feature:topic"`` as a seed, with a clear error otherwise."""
+    """``"layer:feature"`` or ``"layer:feature:topic"`` as a seed, with a clear error otherwise (whether the
+    topic is one the subject knows is the chapter's check)."""
     parts = text.split(":")
-    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:2]) or (len(parts) == 3 and parts[2] not in TOPICS):
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:2]) or (len(parts) == 3 and not parts[2]):
         raise ParameterError(f"Parameter 'seed_features' takes 'layer:feature' or 'layer:feature:topic'; got {text!r}.")
     return {"layer": int(parts[0]), "feature": int(parts[1]), "topic": parts[2] if len(parts) == 3 else None,
             "name": f"seed {text}"}
@@ -150,9 +150,34 @@ def seeds(params: dict, probes: dict | None, refusal: dict | None, n_layers: int
         for topic in params["seed_topics"]:
             best = probes[f"topic:{topic}"][str(Site(layer))]
             out.append({"layer": layer, "feature": best["feature"], "topic": topic, "name": f"topic {topic}",
-                        "source": f"best probe feature for topic:{topic} at {Site(layer)} (AUROC {best['auroc']:.3f})"})
+                        "source": f"best feature for topic:{topic} at {Site(layer)} (AUROC {best['auroc']:.3f})"})
     out += [parse_seed(s) | {"source": "parameter seed_features"} for s in params["seed_features"]]
     return out
+
+
+def corpus_probes(codes: torch.Tensor, labels: Sequence[str], topics: Sequence[str], site: Site) -> dict:
+    """The best feature of each topic at ``site`` on a corpus whose tokens carry ``topic:<name>`` labels: the
+    feature whose activation has the highest AUROC for the topic's tokens against every other token. Laid out
+    as the organism's probe table ({"topic:<name>": {site: {"feature", "auroc"}}}), so ``seeds`` picks a real
+    model's seeds by the same rule as the organism's."""
+    labels, out = np.array(labels), {}
+    for topic in topics:
+        positive = labels == f"topic:{topic}"
+        if not positive.any() or positive.all():
+            raise ParameterError(f"Parameter 'seed_topics' names {topic!r}, but the selection corpus has no tokens of "
+                                 "that source, or nothing else.")
+        scores = auroc(codes.float().numpy(), positive)
+        best = int(np.nanargmax(scores))
+        out[f"topic:{topic}"] = {str(site): {"feature": best, "auroc": float(scores[best])}}
+    return out
+
+
+def selection_probes(lm, saes, params: dict, layer: int) -> dict:
+    """``corpus_probes`` at resid_post of ``layer`` on the selection corpus (``selection_text``, packed like the
+    data check's corpus): a real model's seeds are chosen on text the chapter's checks never read."""
+    corpus = text_corpus(lm.tokenizer, params["selection_text"], params["corpus_rows"], params["context"])
+    codes = corpus_codes(lm, saes, [Site(layer)], corpus.ids, params["batch_size"])[Site(layer)]
+    return corpus_probes(codes.cpu(), corpus.labels, params["seed_topics"], Site(layer))
 
 
 def refusal_seed(chapter_a: dict | None, probes: dict | None, layers: Sequence[int]) -> dict | None:

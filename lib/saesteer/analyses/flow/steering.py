@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -96,10 +97,18 @@ def generate_rows(lm, prompts: list[str], edits_for: Callable[[list[int]], list]
     return generate_text(lm, list(prompts[:n_rows]), edits_for, new_tokens, batch_size)
 
 
-def topic_share(answer: str, topic: str) -> float:
-    """Share of the generated words that belong to the target topic's vocabulary."""
-    words = answer.split()
-    return sum(w in evaluation.TOPIC_WORDS[topic] for w in words) / len(words) if words else 0.0
+def topic_vocabulary(params: dict) -> dict[str, frozenset[str]]:
+    """Each topic's words: the parameter file's ``topic_words`` (a real model's topics, fixed before the run),
+    else the organism's topic vocabularies (its ground truth)."""
+    words = params.get("topic_words") or evaluation.TOPIC_WORDS
+    return {topic: frozenset(w.lower() for w in ws) for topic, ws in words.items()}
+
+
+def topic_share(answer: str, words: frozenset[str]) -> float:
+    """Share of the generated words that belong to the target topic's vocabulary ``words`` (a word is compared
+    lower-cased, without the punctuation around it)."""
+    tokens = answer.split()
+    return sum(t.strip(string.punctuation).lower() in words for t in tokens) / len(tokens) if tokens else 0.0
 
 
 def coherence(scorer, prompts: Sequence[str], answers: Sequence[str], batch_size: int) -> list[float]:
@@ -167,9 +176,9 @@ def steer(lm, saes, configs: list[dict], prompts: dict[str, dict[str, str]], par
             for p in prompts[topic]]
     answers = generate_rows(lm, [p for _, _, p in rows], lambda chunk: add_edits(saes, [configs[rows[i][0]] for i in chunk]),
                             len(rows), params["new_tokens"], params["batch_size"])
-    coh = coherence(scorer or lm, [p for _, _, p in rows], answers, params["batch_size"])
+    coh, words = coherence(scorer or lm, [p for _, _, p in rows], answers, params["batch_size"]), topic_vocabulary(params)
     return [{"config": i, "topic": topic, "schedule": configs[i]["schedule"], "s": configs[i]["s"], "prompt": p,
-             "cluster": prompts[topic][p], "topic share": topic_share(a, topic), "coherence": c, "answer": a}
+             "cluster": prompts[topic][p], "topic share": topic_share(a, words[topic]), "coherence": c, "answer": a}
             for (i, topic, p), a, c in zip(rows, answers, coh)]
 
 
@@ -185,8 +194,8 @@ def deactivate_graph(lm, saes, graphs: list[FlowGraph], prompts: dict[str, dict[
         return scale_edits(saes, rows, [jobs[i][1] for i in chunk])
 
     answers = generate_rows(lm, [p for _, _, p in jobs], edits_for, len(jobs), params["new_tokens"], params["batch_size"])
-    coh = coherence(scorer or lm, [p for _, _, p in jobs], answers, params["batch_size"])
-    return [{"topic": t, "r": r, "prompt": p, "cluster": prompts[t][p], "topic share": topic_share(a, t), "coherence": c,
+    coh, words = coherence(scorer or lm, [p for _, _, p in jobs], answers, params["batch_size"]), topic_vocabulary(params)
+    return [{"topic": t, "r": r, "prompt": p, "cluster": prompts[t][p], "topic share": topic_share(a, words[t]), "coherence": c,
              "answer": a} for (t, r, p), a, c in zip(jobs, answers, coh)]
 
 
@@ -266,11 +275,19 @@ def lens_logits(lm, vector: torch.Tensor) -> torch.Tensor:
         return walk(model, lay.unembed)(walk(model, lay.final_norm)(vector[None].to(weight.dtype)))[0].float()
 
 
-def writer_scores(lm, saes, graph: FlowGraph, topic: str) -> dict[int, float]:
+def word_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
+    """The token of each word as it appears inside text (after a space: SentencePiece's "▁word", byte-level
+    BPE's "Ġword"), else the bare word (a word-level vocabulary such as the organism's); words the vocabulary
+    lacks are left out."""
+    vocab = tokenizer.get_vocab()
+    found = (next((vocab[f] for f in (f"▁{w}", f"Ġ{w}", w) if f in vocab), None) for w in words)
+    return [i for i in found if i is not None]
+
+
+def writer_scores(lm, saes, graph: FlowGraph, words: Sequence[str]) -> dict[int, float]:
     """Per chain layer: the logit lens of the node's unit decoder direction (final norm and unembedding), the
-    mean z-score of the topic's words among all tokens: how directly the feature writes its topic."""
-    vocab = lm.tokenizer.get_vocab()
-    ids = [vocab[w] for w in evaluation.TOPIC_WORDS[topic] if w in vocab]
+    mean z-score of the topic's ``words`` among all tokens: how directly the feature writes its topic."""
+    ids = word_token_ids(lm.tokenizer, sorted(words))
     out = {}
     for layer, f in graph.chain.items():
         logits = lens_logits(lm, decoder(saes, Site(layer))[f])
