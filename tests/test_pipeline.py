@@ -52,6 +52,7 @@ def test_a_run_depends_on_the_repository_files_its_parameters_name():
                                         "norm_text": "{cache}/gemma3/corpus/heldout.jsonl"})
     assert files == [ROOT / "data" / "gemma3" / "pairs" / "sentiment.jsonl"]
     assert run.param_file.is_file()
+    assert pipeline.input_files(ROOT, {"prompts": "data/gemma3/prompts"}) == [ROOT / "data" / "gemma3" / "prompts" / "topic.jsonl"]
 
 
 def test_each_subject_keeps_its_own_narrative_and_a_further_subject_is_named_in_its_title():

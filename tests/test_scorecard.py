@@ -91,3 +91,21 @@ def test_each_subject_gets_a_verdict_column_and_a_replication_never_changes_it(r
     assert "<th>verdict (Gemma 3 270M)</th>" in html and "not run on this subject yet" in html
     on_gemma = [c for c, files in paths.chapter_param_lists(ROOT).items() if c in book.PAPERS and len(files) > 1]
     assert sum(scorecard.counts(table, "Gemma 3 270M")["all"].values()) == sum(len(scorecard.SECTIONS[c]) for c in on_gemma)
+
+
+def test_across_subjects_names_what_holds_on_both_fails_on_both_and_differs():
+    def row(claim_id: str, *verdicts: str) -> dict:
+        cells = dict(zip(["organism", "Gemma 3 270M"], ({"verdict": v} for v in verdicts)))
+        return {"id": claim_id, "statement": claim_id.lower(), "subjects": cells}
+
+    table = [row("B1", "reproduced", "reproduced"), row("B2", "not reproduced", "reproduced"),
+             row("B3", "not reproduced", "not reproduced"), row("B5", "reproduced", "not testable"),
+             row("D6", "inconclusive", "inconclusive"), row("A1", "reproduced")]  # A1: not run on the second subject
+    across = scorecard.across_subjects(table)
+    assert [r["claim"] for r in across] == ["B1", "B2", "B3", "B5", "D6"]
+    assert [r["across subjects"] for r in across] == ["holds on both", "differs", "fails on both", "differs", "same verdict"]
+    assert across[1] == {"claim": "B2", "statement": "b2", "organism": "not reproduced", "Gemma 3 270M": "reproduced",
+                         "across subjects": "differs"}
+    assert scorecard.across_sentence(across) == (
+        "Of 5 claims run on both subjects, these hold on both: B1; these fail on both: B3; these differ: B2, B5; "
+        "the rest share an inconclusive or not-testable verdict (D6).")

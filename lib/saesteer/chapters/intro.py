@@ -144,6 +144,33 @@ def counts(table: list[dict], subject: str | None = None) -> dict[str, dict[str,
     return tally
 
 
+def across_subjects(table: list[dict]) -> list[dict]:
+    """Every claim run on the first two subjects (the organism and a real model): both verdicts and what the
+    pair says: "holds on both" (reproduced on both), "fails on both" (not reproduced on both), "same verdict"
+    (inconclusive or not testable on both) or "differs"."""
+    first, second = subjects(table)[:2]
+    out = []
+    for row in table:
+        cells = row["subjects"]
+        if first in cells and second in cells:
+            pair = cells[first]["verdict"], cells[second]["verdict"]
+            both = {("reproduced",) * 2: "holds on both", ("not reproduced",) * 2: "fails on both"}.get(pair)
+            out.append({"claim": row["id"], "statement": row["statement"], first: pair[0], second: pair[1],
+                        "across subjects": both or ("same verdict" if pair[0] == pair[1] else "differs")})
+    return out
+
+
+def across_sentence(rows: list[dict]) -> str:
+    """One paragraph naming the claims that hold on both subjects, fail on both, and differ."""
+    def named(kind: str) -> str:
+        ids = [r["claim"] for r in rows if r["across subjects"] == kind]
+        return ", ".join(ids) if ids else "none"
+
+    return (f"Of {len(rows)} claims run on both subjects, these hold on both: {named('holds on both')}; these fail "
+            f"on both: {named('fails on both')}; these differ: {named('differs')}; the rest share an inconclusive or "
+            f"not-testable verdict ({named('same verdict')}).")
+
+
 def evidence_text(row: dict) -> str:
     """A claim row's evidence sentence, what it rests on (n, resampling unit) and its caveat, as one text."""
     text = f"{row['evidence']} (n = {row['n']}; intervals resample {row['unit']})"

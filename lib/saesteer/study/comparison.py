@@ -46,3 +46,14 @@ def agreement(table: list[dict], a: str, b: str) -> dict[str, list]:
     """The claims on which two runs' verdicts agree and those on which they differ (claim numbers)."""
     same = [row["claim"] for row in table if row[f"verdict ({a})"] == row[f"verdict ({b})"]]
     return {"agree": same, "differ": [row["claim"] for row in table if row["claim"] not in same]}
+
+
+def side_by_side(setting: str, claims: list[dict], compared: Mapping[str, dict]) -> tuple[list[dict], list[str]]:
+    """This run's ``claims`` beside the ``compared`` runs' (``Run.compared``): the table of statements with one
+    verdict column per run, and per other run a line naming the claims on which the two agree and differ."""
+    runs = {setting: {"results": {"claims": claims}}} | dict(compared)
+    table = claims_table(runs)
+    verdicts = [{k: v for k, v in row.items() if not k.startswith("evidence")} for row in table]
+    lines = [f"{setting} and {other} agree on claims {split['agree']} and differ on {split['differ']}"
+             for other in list(runs)[1:] for split in [agreement(table, setting, other)]]
+    return verdicts, lines

@@ -64,9 +64,11 @@ def upstream_results(root: Path, run: ChapterRun) -> list[Path]:
 
 
 def input_files(root: Path, values: dict) -> list[Path]:
-    """The repository files a parameter file names (pair files, prompt files), which a run depends on."""
+    """The repository files a parameter file names (pair files, prompt files, the files of a prompt folder),
+    which a run depends on."""
     named = [resolve(v) for v in values.values() if isinstance(v, str) and "{" not in v and "/" in v]
-    return sorted(p for p in named if p.is_file() and p.resolve().is_relative_to(root.resolve()))
+    files = [f for p in named for f in (sorted(p.rglob("*")) if p.is_dir() else [p])]
+    return sorted(f for f in files if f.is_file() and f.resolve().is_relative_to(root.resolve()))
 
 
 def stamp(root: Path, run: ChapterRun) -> str:
