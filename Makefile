@@ -71,12 +71,15 @@ bench: venv
 	$(PY) benchmarks/refusal_sweep.py
 	$(PY) benchmarks/flow_matching.py --layers 1
 	$(PY) benchmarks/output_scores.py
+	$(PY) benchmarks/output_scores.py --model gemma3-270m --layer 8 --batch-size 256 --threads 2
 	$(PY) benchmarks/gemma3_collection.py
 
 # The Gemma 3 SAE build's costs: activation collection against a bare forward (float32 and bfloat16, with the
-# loss bfloat16 costs) and SAE training samples/s (needs make gemma3-model and make gemma3-corpus).
+# loss bfloat16 costs) and SAE training samples/s (needs make gemma3-model and make gemma3-corpus); chapter D's
+# output scores on Gemma 3, batched against one feature at a time (needs make gemma3).
 bench-gemma3: venv
 	$(PY) benchmarks/gemma3_collection.py
+	$(PY) benchmarks/output_scores.py --model gemma3-270m --layer 8 --batch-size 256 --threads 2
 
 clean:
 	rm -rf book/_build book/.partial
