@@ -85,6 +85,8 @@ def test_a_run_whose_model_or_cache_files_are_missing_says_why(tmp_path, monkeyp
                                          "which is not built on this machine (`make gemma3`)")
     (tmp_path / "empty-cache" / "gemma3" / "saes").mkdir(parents=True)
     assert pipeline.unavailable(run) is None
+    param_file.write_text('model: organism\nsae_path: "{cache}/gemma3/saes/jumprelu_{position}_{layer}"\n')
+    assert pipeline.unavailable(run) is None  # a field inside the last name: its folder is what must exist
 
 
 def test_only_names_a_chapter_or_one_of_its_runs():

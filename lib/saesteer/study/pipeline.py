@@ -110,7 +110,8 @@ def unavailable(run: ChapterRun) -> str | None:
             return f"model {model!r} is not installed (`{PACKAGED[model].make}`)"
     for name, value in values.items():
         if isinstance(value, str) and value.startswith("{cache}"):
-            fixed_part = value[: value.find("{", 1)] if "{" in value[1:] else value  # up to a {layer} field
+            field = value.find("{", 1)  # a {layer} or {position} field: check the folder above the first one
+            fixed_part = value if field < 0 else value[: value.rfind("/", 0, field)]
             if not resolve(fixed_part).exists():
                 return f"parameter {name!r} names {value!r}, which is not built on this machine (`make gemma3`)"
     return None
