@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model gemma3-corpus bench-gemma3 gemma3
+.PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model gemma3-corpus bench-gemma3 gemma3 gemma3-chat
 
 venv: $(STAMP)
 
@@ -44,6 +44,12 @@ gemma3-corpus: venv
 gemma3: gemma3-model
 	$(PY) -m saesteer.gemma3
 
+# The chat model chapter A runs on: facts the base model knows -> chat dataset -> LoRA fine-tune -> merged model
+# -> behaviour table, each stage skipped when current (data/gemma3/chat/build.json); the fine-tune resumes from
+# its last checkpoint after an interruption. The merged model goes to ~/.cache/saesteer/models/gemma3-270m-chat/.
+gemma3-chat: gemma3-model
+	$(PY) -m saesteer.gemma3.chat_build
+
 chapters: venv
 	$(PY) -m saesteer.study.pipeline
 
@@ -72,14 +78,17 @@ bench: venv
 	$(PY) benchmarks/flow_matching.py --layers 1
 	$(PY) benchmarks/output_scores.py
 	$(PY) benchmarks/output_scores.py --model gemma3-270m --layer 8 --batch-size 256 --threads 2
+	$(PY) benchmarks/steering_success.py --rows 256 --threads 2
 	$(PY) benchmarks/gemma3_collection.py
 
 # The Gemma 3 SAE build's costs: activation collection against a bare forward (float32 and bfloat16, with the
 # loss bfloat16 costs) and SAE training samples/s (needs make gemma3-model and make gemma3-corpus); chapter D's
-# output scores on Gemma 3, batched against one feature at a time (needs make gemma3).
+# output scores on Gemma 3, batched against one feature at a time, and its steering-success stage's sampler and
+# judge batching against the plain ones (need make gemma3).
 bench-gemma3: venv
 	$(PY) benchmarks/gemma3_collection.py
 	$(PY) benchmarks/output_scores.py --model gemma3-270m --layer 8 --batch-size 256 --threads 2
+	$(PY) benchmarks/steering_success.py --rows 256 --threads 2
 
 clean:
 	rm -rf book/_build book/.partial

@@ -135,8 +135,10 @@ def test_hybrid_ratio_and_trend_difference():
 def test_classify_and_claims_rules():
     assert io.classify(0.9, 0.1, 0.5) == "input" and io.classify(float("nan"), 0.9, 0.5) == "output"
     assert io.classify(0.6, 0.7, 0.5) == "hybrid"
-    both = {"S_in early-late": (0.3, 0.2, 0.4), "S_out early-late": (-0.1, -0.2, -0.05)}
+    both = {"S_in early-late": (0.3, 0.2, 0.4), "S_out early-late": (-0.1, -0.2, -0.05),
+            "halves": {"early": [2, 5, 8], "late": [11, 14, 17]}}
     assert chapter._claim_trend(both, 100)["verdict"] == "reproduced"
+    assert "early 2, 5, 8, late 11, 14, 17" in chapter._claim_trend(both, 100)["caveat"]
     assert chapter._claim_trend(both | {"S_out early-late": (0.0, -0.1, 0.1)}, 100)["verdict"] == "inconclusive"
     assert chapter._claim_trend(both | {"S_out early-late": (0.1, 0.05, 0.2)}, 100)["verdict"] == "not reproduced"
 

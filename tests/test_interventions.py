@@ -270,3 +270,26 @@ def test_read_activations_stops_early_and_equals_a_full_forward(tiny_models, fam
     early = read_activations(model, ids, sites)
     for site in sites:
         assert torch.equal(early[site], full[site])
+
+
+def test_inverse_cdf_sampler_draws_from_the_tempered_softmax():
+    scores = torch.tensor([[2.0, 1.0, 0.0, -1.0, float("-inf")]]).expand(40_000, -1)
+    torch.manual_seed(0)
+    picked = generation.InverseCdfSampler(0.7)(None, scores)
+    token = picked.argmax(-1)
+    assert torch.isfinite(picked).sum(1).eq(1).all()  # greedy decoding can only take the drawn token
+    frequency = torch.bincount(token, minlength=5) / len(token)
+    assert (frequency - torch.softmax(scores[0] / 0.7, -1)).abs().max() < 0.01 and frequency[4] == 0
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        generation.InverseCdfSampler(0.0)
+
+
+def test_sampled_generation_repeats_with_its_seed_and_follows_the_edits(tiny_models, sae):
+    model = tiny_models["gemma3"]
+    edits = [AddVector(site=Site(0), vector=_vector(scale=8.0), tokens="all")]
+    run = lambda e: generation.generate(model, PROMPTS * 4, e, max_new_tokens=4, batch_size=5, seed=3,  # noqa: E731
+                                        min_new_tokens=4, **generation.sample_at(1.0))
+    first, again, steered = run(()), run(()), run(edits)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, steered))
+    assert len(torch.cat(first).unique()) > 3  # sampled, not one greedy answer repeated

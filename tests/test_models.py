@@ -32,6 +32,16 @@ def test_local_directory_loads_without_network(tmp_path, tiny_models):
     assert reloaded.tokenizer("w1 w2")["input_ids"] == model.tokenizer("w1 w2")["input_ids"]
 
 
+def test_a_model_the_study_builds_loads_from_its_cache_or_names_its_command(tmp_path, monkeypatch, tiny_models):
+    monkeypatch.setenv("SAESTEER_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"built by the study .* run `make gemma3-chat`"):
+        load_model("gemma3-270m-chat")
+    model = tiny_models["gemma3"]
+    torch_model(model).save_pretrained(tmp_path / "models" / "gemma3-270m-chat")
+    model.tokenizer.save_pretrained(tmp_path / "models" / "gemma3-270m-chat")
+    assert load_model("gemma3-270m-chat").config.model_type == model.config.model_type
+
+
 def test_dtype_and_device_parameters():
     model = load_model("tiny:gemma2", device="cpu", dtype="bfloat16")
     assert next(torch_model(model).parameters()).dtype.is_floating_point

@@ -88,7 +88,8 @@ def measure(rows: Sequence[dict], steer: dict, truth: dict, params: dict) -> dic
     threshold = io.pick_threshold(gain, scores, params["thresholds"], params["min_kept_share"])
     evaluation = _at(steer["gen"], "evaluation", factor)
     gain, scores = _arrays(evaluation, s_out)
-    return {"factor": factor, "threshold": threshold,
+    halves = {half: sorted({r["layer"] for r in rows if (r["depth"] <= 0.5) == (half == "early")}) for half in ("early", "late")}
+    return {"factor": factor, "threshold": threshold, "halves": halves,
             "S_in early-late": io.trend_difference(rows, "S_in", draws, seed),
             "S_out early-late": io.trend_difference(rows, "S_out", draws, seed),
             "hybrids": io.hybrid_ratio(rows, cut, draws, seed),
@@ -167,7 +168,12 @@ def _claim_trend(m: dict, n: int) -> dict:
                  "Both parts must hold: the input score higher at depth up to 50% than deeper, the output score lower.",
                  n=n, unit="feature", preregistered={"depth halves": "the paper's: relative depth up to 50% against deeper",
                                                      "scored features": "parameter file: layers, max_features"},
-                 caveat="Early and late differ by few layers in a six-layer organism.")
+                 caveat=f"Each half holds few layers (early {_layers(m['halves']['early'])}, late "
+                        f"{_layers(m['halves']['late'])}); the interval resamples features, not layers.")
+
+
+def _layers(layers: Sequence[int]) -> str:
+    return ", ".join(map(str, layers)) or "none"
 
 
 def _claim_hybrids(h: dict, params: dict) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from saesteer.core.interventions import Edit, batches, forward_with_edits, generate_with_edits
 from saesteer.core.progress import bar
@@ -35,6 +36,32 @@ def generate(lm, prompts: Sequence[str], edits_for: EditsFor = (), max_new_token
         if not isinstance(progress, bool):
             progress.update(len(rows))
     return out
+
+
+class InverseCdfSampler(LogitsProcessor):
+    """Draws each row's next token from softmax(scores / temperature) by inverting its cumulative distribution
+    with one uniform number, and hands greedy decoding a row whose only finite score is the drawn token.
+
+    The distribution is generate's ``do_sample=True`` (no top-k or top-p); the cost is not: torch.multinomial
+    draws one exponential number per vocabulary entry, 1.25 s a step for 256 rows of Gemma 3's 262,144 words on
+    2 CPU cores, more than the model's forward pass, where this draws one number per row. Uses torch's global
+    generator, so ``generate``'s ``seed`` makes it repeatable."""
+
+    def __init__(self, temperature: float):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive; got {temperature}.")
+        self.temperature = temperature
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        cdf = torch.softmax(scores.float() / self.temperature, dim=-1).cumsum(-1)
+        u = torch.rand(len(cdf), 1, device=cdf.device) * cdf[:, -1:]
+        token = torch.searchsorted(cdf, u, right=True).clamp_max(cdf.shape[-1] - 1)  # first entry with cdf > u
+        return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
+
+
+def sample_at(temperature: float) -> dict:
+    """``generate`` keyword arguments that sample at ``temperature`` from the full distribution (``InverseCdfSampler``)."""
+    return {"do_sample": False, "logits_processor": LogitsProcessorList([InverseCdfSampler(temperature)])}
 
 
 def generate_text(lm, prompts: Sequence[str], edits_for: EditsFor = (), max_new_tokens: int = 20, batch_size: int = 64,

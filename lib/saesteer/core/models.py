@@ -18,10 +18,11 @@ import nnsight
 import torch
 import transformers
 
-from saesteer.core.packaged import PACKAGED, cached_model_dir
+from saesteer.core.packaged import PACKAGED, cached_model_dir, model_cache
 from saesteer.core.tiny import FAMILIES, tiny_model_and_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+BUILT = {"gemma3-270m-chat": "make gemma3-chat"}  # models the study builds into its model cache, and the command
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -57,7 +58,7 @@ def wrap(model: transformers.PreTrainedModel, tokenizer) -> nnsight.Transformers
 def model_name_problem(name: str) -> str | None:
     """What is wrong with a model name, or None: a model is "organism", ``tiny:<family>``, a local
     directory or a hub id (``owner/name``); anything else is a typo, caught before anything loads."""
-    if name == "organism" or name in PACKAGED or Path(name).is_dir():
+    if name == "organism" or name in PACKAGED or name in BUILT or Path(name).is_dir():
         return None
     if name.startswith("tiny:"):
         return None if name[5:] in FAMILIES else f"the tiny families are {', '.join(FAMILIES)}"
@@ -65,12 +66,21 @@ def model_name_problem(name: str) -> str | None:
         return None
     if difflib.get_close_matches(name, ["organism"], n=1, cutoff=0.6):
         return "did you mean 'organism'?"
-    return f"it must be 'organism', {', '.join(PACKAGED)}, tiny:<family>, a local directory or a hub id (owner/name)"
+    return (f"it must be 'organism', {', '.join([*PACKAGED, *BUILT])}, tiny:<family>, a local directory or a hub id "
+            "(owner/name)")
 
 
 def torch_model(lm: nnsight.TransformersModel) -> transformers.PreTrainedModel:
     """The transformers model inside an nnsight wrapper (for plain calls outside a trace)."""
     return lm._module
+
+
+def built_model_dir(name: str) -> Path:
+    """The folder of a model the study builds (``BUILT``), or one sentence saying which command builds it."""
+    folder = model_cache() / name
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"Model {name!r} is built by the study and is not in {folder}; run `{BUILT[name]}`.")
+    return folder
 
 
 def load_model(name: str, device: str = "auto", dtype: str = "float32", seed: int = 0) -> nnsight.TransformersModel:
@@ -85,8 +95,8 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", seed: in
         raise ValueError(f"Model {name!r} is not a model; {problem}" + ("" if problem.endswith("?") else "."))
     if name.startswith("tiny:"):
         model, tokenizer = tiny_model_and_tokenizer(name.split(":", 1)[1], seed=seed)
-    elif name in PACKAGED:  # from the package index, through the same loading code as a local directory
-        folder = cached_model_dir(name)
+    elif name in PACKAGED or name in BUILT:  # from the package index or the study's build, like a local directory
+        folder = cached_model_dir(name) if name in PACKAGED else built_model_dir(name)
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
     else:

@@ -13,9 +13,8 @@ import torch
 from saesteer.core.codes import sae_codes
 from saesteer.core.files import read_documents
 from saesteer.core.hooks import Site
-from saesteer.core.interventions import (
-    batches,
-)
+from saesteer.core.interventions import batches
+from saesteer.core.progress import bar
 from saesteer.study.params import ParameterError
 
 
@@ -52,7 +51,7 @@ def activation_stats(subject, docs: Sequence[str], layers: Sequence[int], n_top:
     sites = [Site(layer) for layer in layers]
     peak: dict[int, torch.Tensor] = {}
     token: dict[int, torch.Tensor] = {}
-    for chunk in batches(by_length(docs), batch_size):
+    for chunk in bar(list(batches(by_length(docs), batch_size)), "corpus codes"):
         # right padding: under the causal mask no real token sees a pad and positions start at 0 in every row,
         # so a document's codes do not depend on the batch it shares
         batch = sae_codes(subject.lm, {s: subject.sae(s) for s in sites}, chunk, padding_side="right", max_length=max_len)

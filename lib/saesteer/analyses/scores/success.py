@@ -13,7 +13,7 @@ import torch
 
 from saesteer.analyses.scores.lens import lens_index
 from saesteer.core.files import read_documents
-from saesteer.core.generation import EditsFor, generate
+from saesteer.core.generation import EditsFor, generate, sample_at
 from saesteer.core.hooks import Site
 from saesteer.core.interventions import (
     BoostEach,
@@ -47,7 +47,7 @@ def _generate(subject, texts: Sequence[str], edits_for: EditsFor, params: dict, 
     """Sampled continuations (temperature), ``batch_size`` rows per generate call (default: all at once), one id
     tensor per batch; seeded per batch (``seed`` + its first row) so a rerun gives the same tokens on CPU."""
     return generate(subject.lm, texts, edits_for, params["gen_tokens"], batch_size or len(texts), seed=seed,
-                    do_sample=True, temperature=params["temperature"], top_k=0)
+                    **sample_at(params["temperature"]))
 
 
 def gen_success(subject, jobs: Sequence[tuple[int, int, float]], lens: dict[tuple[int, int], list[int]],
