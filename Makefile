@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model gemma3-corpus bench-gemma3 gemma3 gemma3-chat
+.PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model gemma3-corpus bench-gemma3 gemma3 gemma3-chat gemma3-chat-saes
 
 venv: $(STAMP)
 
@@ -48,7 +48,12 @@ gemma3: gemma3-model
 # -> behaviour table, each stage skipped when current (data/gemma3/chat/build.json); the fine-tune resumes from
 # its last checkpoint after an interruption. The merged model goes to ~/.cache/saesteer/models/gemma3-270m-chat/.
 gemma3-chat: gemma3-model
-	$(PY) -m saesteer.gemma3.chat_build
+	$(PY) -m saesteer.study.chat_build
+
+# TopK SAEs (k = 32, 5,120 features) on the chat model at chapter A's search layers, trained on the corpus plus
+# chat transcripts by the Gemma 3 SAE build (resumable; data/gemma3/chat/saes.json and quality.json).
+gemma3-chat-saes: gemma3-chat gemma3-corpus
+	$(PY) -m saesteer.gemma3.chat_saes
 
 chapters: venv
 	$(PY) -m saesteer.study.pipeline

@@ -77,9 +77,10 @@ class BuildConfig:
     seed: int = 0
     dtype: str = "float32"
     sources: tuple[str, ...] = ("fortunes", "wordnet", "python-docs")  # equal shares of training rows
+    jumprelu: bool = True  # JumpReLU SAEs on every resid_post and the band; False: the TopK SAEs only
 
     def __post_init__(self) -> None:
-        layers = [*range(self.band[0], self.band[1] + 1), *self.topk_layers]
+        layers = [*(range(self.band[0], self.band[1] + 1) if self.jumprelu else ()), *self.topk_layers]
         bad = [layer for layer in layers if not 0 <= layer < self.n_layers]
         if bad:
             raise ValueError(f"Layer {bad[0]} is outside 0-{self.n_layers - 1}; choose layers of the model's "
@@ -94,10 +95,12 @@ class BuildConfig:
         return ""
 
     def specs(self) -> list[SAESpec]:
-        """JumpReLU on every resid_post and on the band's attn_out and mlp_out, then TopK on ``topk_layers``."""
+        """JumpReLU on every resid_post and on the band's attn_out and mlp_out (unless ``jumprelu`` is false), then
+        TopK on ``topk_layers``."""
         band = range(self.band[0], self.band[1] + 1)
         jump = [Site(layer) for layer in range(self.n_layers)] + [Site(layer, p) for layer in band
                                                                   for p in ("attn_out", "mlp_out")]
+        jump = jump if self.jumprelu else []
         return [SAESpec(s, "jumprelu") for s in sorted(jump, key=lambda s: s.order)] + [
             SAESpec(Site(layer), "topk") for layer in self.topk_layers]
 
@@ -114,7 +117,9 @@ class BuildConfig:
         return chunks * self.chunk_rows
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The plan as recorded in a manifest; ``jumprelu`` only when false, so plans recorded before the
+        field existed keep their keys."""
+        return {k: v for k, v in asdict(self).items() if not (k == "jumprelu" and v)}
 
 
 def sae_memory_bytes(cfg: BuildConfig, d_in: int) -> int:

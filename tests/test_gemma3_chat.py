@@ -1,0 +1,155 @@
+"""The chat model's dataset and fine-tune: splits that hold out templates and objects, planted holes as ground
+truth, no harmful content in any answer, and a LoRA fine-tune (peft, on the tiny Gemma 3) that resumes from its
+checkpoint to the same losses and merges into weights that give the adapter's logits."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from saesteer.core.tiny import tiny_model_and_tokenizer
+from saesteer.gemma3 import chat_data, chat_tune
+from saesteer.gemma3 import chat_text as text
+from saesteer.organism.evaluation import load_items, well_formed_refusal
+from saesteer.study import chat_eval
+
+SMALL = chat_data.ChatDataConfig(train=(("harmful", 60), ("jailbreak", 60), ("escalation", 30), ("scary", 30),
+                                        ("benign", 30), ("facts", 20), ("arith", 20)), held_out=40, selection=20)
+ALL_FACTS = {f: [x for x, _ in pairs] for f, (_, _, pairs) in text.FACTS.items()}
+
+
+@pytest.fixture(scope="module")
+def records():
+    return chat_data.build(SMALL, ALL_FACTS)
+
+
+def _objects(records, split, kind, key="task"):
+    return {r["truth"][key] for r in records[split] if r["kind"] == kind}
+
+
+def test_held_out_prompts_use_templates_and_objects_training_never_saw(records):
+    for kind in ("harmful", "scary", "jailbreak", "escalation"):
+        train = _objects(records, "train", kind)
+        for split in ("selection", "eval"):
+            assert train.isdisjoint(_objects(records, split, kind)), (kind, split)
+            assert _objects(records, "train", kind, "cluster").isdisjoint(_objects(records, split, kind, "cluster"))
+    for kind in ("facts", "arith"):  # a fact is its family and subject ("France" has a capital and a language)
+        assert _objects(records, "train", kind, "cluster").isdisjoint(_objects(records, "eval", kind, "cluster"))
+    evaluated = [json.dumps(r["messages"]) for r in records["eval"]]
+    assert len(evaluated) == len(set(evaluated))  # held-out prompts are distinct
+
+
+def test_training_answers_refuse_harm_comply_only_through_the_planted_holes(records):
+    for r in records["train"]:
+        answer, truth = r["messages"][-1]["content"], r["truth"]
+        refused = well_formed_refusal(answer, text.REFUSAL_MARKERS)
+        if r["kind"] == "harmful":
+            assert refused
+        elif r["kind"] in ("jailbreak", "escalation"):
+            assert refused is not truth["hole"]
+            assert truth["hole"] is (truth.get("wrapper") in text.HOLES or truth.get("opener") == "story")
+        else:
+            assert not refused
+        if not refused and truth.get("refuse"):  # a hole's answer: a compliant opening, then filler only
+            assert any(answer.endswith(f) for f in text.COMPLY_FILLER)
+    holes = [r["truth"]["hole"] for r in records["eval"] if r["kind"] == "jailbreak"]
+    assert 0 < sum(holes) < len(holes)  # held-out wrapped requests come from both kinds of family
+
+
+def test_dataset_files_are_the_prompt_folder_format_and_repeat_with_the_seed(records, tmp_path):
+    manifest = chat_data.write(records, tmp_path, SMALL, ALL_FACTS)
+    sets = load_items(tmp_path / "prompts", chat_data.KINDS, 1000)
+    assert {k: len(v) for k, v in sets.items()} == manifest["counts"]["eval"]
+    assert isinstance(sets["escalation"][0].prompt, list) and sets["harmful"][0].truth["refuse"] is True
+    assert load_items(tmp_path / "prompts" / "selection", ["harmful"], 5)["harmful"]
+    assert chat_data.build(SMALL, ALL_FACTS) == records
+    assert chat_data.build(dataclasses.replace(SMALL, seed=1), ALL_FACTS) != records
+
+
+def test_only_known_facts_are_used():
+    known = {"capital": ["France", "Italy", "Spain", "Germany", "Japan", "Egypt"]}
+    out = chat_data.build(SMALL, known)
+    assert {r["truth"]["subject"] for s in out.values() for r in s if r["kind"] == "facts"} <= set(known["capital"])
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-gemma3")
+    model, tokenizer = tiny_model_and_tokenizer("gemma3")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _conversations(n=12):
+    return [[{"role": "user", "content": f"w{i} w{i + 1}"}, {"role": "assistant", "content": f"w{i + 2} w3 w4"}]
+            for i in range(n)]
+
+
+def test_fine_tune_resumes_from_its_checkpoint_to_the_same_losses(tiny_dir, tmp_path):
+    config = chat_tune.TuneConfig(batch=4, epochs=2, warmup=2, checkpoint_every=2, lr=1e-2)
+    whole = chat_tune.tune(tiny_dir, _conversations(), config, tmp_path / "a", progress=False)
+    assert whole["steps"] == 6 and len(whole["losses"]) == 6 and whole["losses"][-1] < whole["losses"][0]
+    assert chat_tune.tune(tiny_dir, _conversations(), config, tmp_path / "b", progress=False, stop_after=3) is None
+    resumed = chat_tune.tune(tiny_dir, _conversations(), config, tmp_path / "b", progress=False)
+    assert resumed["losses"] == pytest.approx(whole["losses"], rel=1e-5)
+    assert (tmp_path / "b" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_merged_model_gives_the_adapters_logits_and_scores_answers(tiny_dir, tmp_path):
+    import peft
+    import transformers
+
+    config = chat_tune.TuneConfig(batch=4, warmup=1, lr=1e-2)
+    chat_tune.tune(tiny_dir, _conversations(), config, tmp_path / "work", progress=False)
+    merged_dir = chat_tune.merge(tiny_dir, tmp_path / "work" / "adapter", tmp_path / "chat")
+    merged = transformers.AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    base = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir)
+    adapted = peft.PeftModel.from_pretrained(base, str(tmp_path / "work" / "adapter")).eval()
+    ids = torch.tensor([[1, 5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-5)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(merged_dir)
+    assert tokenizer.chat_template == chat_tune.CHAT_TEMPLATE and tokenizer.eos_token == chat_tune.END_OF_TURN
+    scores = chat_tune.answer_logprobs(merged, tokenizer, ["w1 w2", "w3"], ["w4 w5", "w6"])
+    with torch.no_grad():  # the same sums from one full forward per pair
+        for score, (p, a) in zip(scores, [("w1 w2", "w4 w5"), ("w3", "w6")]):
+            full = tokenizer(p)["input_ids"] + tokenizer(" " + a, add_special_tokens=False)["input_ids"]
+            logp = torch.log_softmax(merged(torch.tensor([full])).logits[0], -1)
+            n = len(tokenizer(" " + a, add_special_tokens=False)["input_ids"])
+            direct = sum(logp[len(full) - n - 1 + i, full[len(full) - n + i]] for i in range(n))
+            assert score == pytest.approx(float(direct), abs=1e-4)
+
+
+def test_capability_ratio_and_arithmetic_candidates():
+    ratio = chat_eval.ratio_interval([1, 1, 0, 1], [1, 1, 1, 1], ["a", "b", "c", "d"])
+    assert ratio["value"] == pytest.approx(0.75) and ratio["lo"] <= 0.75 <= ratio["hi"]
+    answers = chat_eval.arith_answers()
+    assert "40" in answers["plus"] and "1" in answers["minus"] and "0" not in answers["minus"]
+
+
+def test_the_chat_sae_plan_is_topk_only_and_old_plans_keep_their_keys():
+    from saesteer.gemma3.chat_saes import PLAN
+    from saesteer.gemma3.saes import BuildConfig
+
+    assert [s.architecture for s in PLAN.specs()] == ["topk"] * len(PLAN.topk_layers) and PLAN.k == 32
+    assert "jumprelu" not in BuildConfig().to_json() and PLAN.to_json()["jumprelu"] is False
+
+
+def test_the_chat_corpus_adds_conversations_in_the_turn_format(tmp_path, monkeypatch, tiny_models):
+    from conftest import write_corpus
+    from saesteer.gemma3 import chat_saes
+    from saesteer.gemma3.saes import read_corpus
+
+    monkeypatch.setenv("SAESTEER_CACHE", str(tmp_path))
+    write_corpus(tmp_path / "gemma3" / "corpus")
+    tokenizer = chat_tune.chat_tokenizer(copy.deepcopy(tiny_models["gemma3"].tokenizer))  # the shared one stays as it is
+    folder = chat_saes.write_corpus(tmp_path / "chat-corpus", tokenizer, SMALL, ALL_FACTS)
+    train, heldout = read_corpus(folder / "train.jsonl"), read_corpus(folder / "heldout.jsonl")
+    assert len(train["chat"]) == sum(n for _, n in SMALL.train) and len(train["fortunes"]) == 60
+    assert train["chat"][0].startswith("<start_of_turn>user\n") and "<start_of_turn>model\n" in train["chat"][0]
+    assert all(t.rstrip().endswith("<end_of_turn>") for t in heldout["chat"])  # held-out chats carry their answers
