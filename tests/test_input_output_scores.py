@@ -173,7 +173,7 @@ def _tiny_run(param_file: Path, family: str, tmp_path: Path) -> tuple[dict, dict
     papermill.execute_notebook(str(ROOT / "notebooks" / "input_output_scores.ipynb"), str(out),
                                parameters={**values, **overrides}, cwd=str(ROOT / "book"), kernel_name="python3",
                                progress_bar=False)
-    return values, json.loads(run_results(tmp_path / "results", "input_output_scores").read_text())
+    return {**values, **overrides}, json.loads(run_results(tmp_path / "results", "input_output_scores").read_text())
 
 
 @pytest.mark.notebook
