@@ -152,7 +152,7 @@ def test_bad_parameters_stop_with_one_sentence():
 
 
 def _tiny_run(param_file: Path, family: str, tmp_path: Path) -> tuple[dict, dict]:
-    """The file's values and the saved results of the chapter notebook run with them on a tiny ``family`` model with
+    """The file's values with the run's overrides, and the saved results of the chapter notebook run with them on a tiny ``family`` model with
     random local SAEs, after checking the file's release names an SAE at each of its layers."""
     values = yaml.safe_load(param_file.read_text())
     for layer in values["layers"]:
