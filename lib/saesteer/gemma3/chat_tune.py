@@ -2,8 +2,8 @@
 
 The base model learns Gemma 3's turn format, to answer and to refuse from ``gemma3.chat_data``'s training
 conversations, with a LoRA adapter (``peft``) on every attention and MLP projection; the loss counts the final
-answer's tokens only (and ``<end_of_turn>`` after it, so the model learns to stop). The unembedding (262,144 x
-640) runs at those positions only, which halves a step's cost on a CPU. Training saves a checkpoint every
+answer's tokens only (and ``<end_of_turn>`` after it, so the model learns to stop), and the unembedding
+(262,144 x 640) runs at those positions only. Training saves a checkpoint every
 ``checkpoint_every`` steps and resumes from the last one: batches are a fixed function of the seed and the step.
 
 Answer likelihood (``answer_logprobs``) is also how facts and sums are scored, for the base model in a plain
