@@ -61,7 +61,8 @@ def test_training_answers_refuse_harm_comply_only_through_the_planted_holes(reco
 
 
 def test_dataset_files_are_the_prompt_folder_format_and_repeat_with_the_seed(records, tmp_path):
-    manifest = chat_data.write(records, tmp_path, SMALL, ALL_FACTS)
+    manifest = chat_data.write(records, tmp_path, SMALL, ALL_FACTS, tmp_path / "cache" / "train.jsonl")
+    assert len((tmp_path / "cache" / "train.jsonl").read_text().splitlines()) == len(records["train"])
     sets = load_items(tmp_path / "prompts", chat_data.KINDS, 1000)
     assert {k: len(v) for k, v in sets.items()} == manifest["counts"]["eval"]
     assert isinstance(sets["escalation"][0].prompt, list) and sets["harmful"][0].truth["refuse"] is True

@@ -257,12 +257,17 @@ def prompt_row(record: dict) -> dict:
     return {"prompt": prompt, "truth": record["truth"]}
 
 
-def write(records: dict[str, list[dict]], folder: Path, config: ChatDataConfig, known: dict[str, list[str]]) -> dict:
-    """``train.jsonl`` (conversations), ``prompts/<kind>.jsonl`` and ``prompts/selection/<kind>.jsonl`` (the
-    prompt-folder format chapter A reads) and ``manifest.json`` with the counts and the planted holes."""
+def write(records: dict[str, list[dict]], folder: Path, config: ChatDataConfig, known: dict[str, list[str]],
+          train_path: Path) -> dict:
+    """The training conversations to ``train_path`` (written, then renamed into place), and in ``folder``
+    ``prompts/<kind>.jsonl`` and ``prompts/selection/<kind>.jsonl`` (the prompt-folder format chapter A reads)
+    and ``manifest.json`` with the counts and the planted holes."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = lambda rows: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)  # noqa: E731
-    (folder / "train.jsonl").write_text(lines(records["train"]), encoding="utf-8")
+    train_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = train_path.with_name(train_path.name + ".partial")
+    partial.write_text(lines(records["train"]), encoding="utf-8")
+    partial.replace(train_path)
     for split, where in (("eval", folder / "prompts"), ("selection", folder / "prompts" / "selection")):
         where.mkdir(parents=True, exist_ok=True)
         for kind in KINDS:

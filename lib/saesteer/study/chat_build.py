@@ -114,12 +114,7 @@ def run_data(build: ChatBuild) -> dict:
     """The dataset's prompt files and manifest (repository) and training conversations (cache)."""
     known = json.loads((build.folder / "facts.json").read_text())["known"]
     records = chat_data.build(build.data, known)
-    manifest = chat_data.write(records, build.folder, build.data, known)
-    build.cache.mkdir(parents=True, exist_ok=True)
-    partial = build.cache / "train.jsonl.partial"
-    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records["train"]), encoding="utf-8")
-    partial.replace(build.cache / "train.jsonl")
-    (build.folder / "train.jsonl").unlink(missing_ok=True)  # training conversations live in the cache only
+    manifest = chat_data.write(records, build.folder, build.data, known, build.cache / "train.jsonl")
     return {"counts": manifest["counts"]}
 
 
