@@ -154,3 +154,24 @@ def test_the_chat_corpus_adds_conversations_in_the_turn_format(tmp_path, monkeyp
     assert len(train["chat"]) == sum(n for _, n in SMALL.train) and len(train["fortunes"]) == 60
     assert train["chat"][0].startswith("<start_of_turn>user\n") and "<start_of_turn>model\n" in train["chat"][0]
     assert all(t.rstrip().endswith("<end_of_turn>") for t in heldout["chat"])  # held-out chats carry their answers
+
+
+def test_planted_concepts_label_the_request_and_answer_tokens(tiny_models, sae):
+    from saesteer.core.hooks import Site
+    from saesteer.gemma3 import chat_probes
+
+    lm = tiny_models["gemma3"]
+    tokenizer = chat_tune.chat_tokenizer(copy.deepcopy(lm.tokenizer))
+    ids, request, answer = chat_probes.pieces(tokenizer, [{"role": "user", "content": "w1 w2 w3"}], "w4 w5")
+    assert ids[request] == tokenizer("w1 w2 w3", add_special_tokens=False)["input_ids"]
+    assert ids[answer][:2] == tokenizer("w4 w5", add_special_tokens=False)["input_ids"]
+    records = [{"messages": [{"role": "user", "content": f"w{i} w{i + 1}"}], "answer": answer_text,
+                "truth": {"refuse": refuse}}
+               for i, (refuse, answer_text) in enumerate([(True, "Sorry w9"), (True, "w7 w8"), (False, "w6 w5"),
+                                                          (False, "w3 w2")] * 2)]
+    rows, labels = chat_probes.labelled_tokens(tokenizer, records)
+    assert sum(p for _, _, p in labels["harmful_request"]) == 8 and len(labels["harmful_request"]) == 16
+    assert {row for row, _, p in labels["refusal"] if p} == {0, 4}  # only the answers that open with a marker
+    scores = chat_probes.concept_aurocs(lm, sae, Site(0), records, tokenizer)
+    assert set(scores) == {"harmful_request", "refusal"} and scores["refusal"].shape == (sae.cfg.d_sae,)
+    assert ((scores["refusal"] >= 0) & (scores["refusal"] <= 1)).all()
