@@ -175,3 +175,62 @@ def test_planted_concepts_label_the_request_and_answer_tokens(tiny_models, sae):
     scores = chat_probes.concept_aurocs(lm, sae, Site(0), records, tokenizer)
     assert set(scores) == {"harmful_request", "refusal"} and scores["refusal"].shape == (sae.cfg.d_sae,)
     assert ((scores["refusal"] >= 0) & (scores["refusal"] <= 1)).all()
+
+
+def test_chapter_a_reads_the_chat_models_planted_concepts(tiny_dir, tmp_path, sae):
+    """A chat model's chosen feature is placed against the dataset's labelled tokens (selection split): its AUROC
+    for each concept next to the best feature's."""
+    from saesteer.analyses import refusal as rs
+    from saesteer.core.hooks import Site
+    from saesteer.core.models import load_model
+    from saesteer.study.chat_build import CHAT_MODEL
+    from saesteer.study.subjects import Subject
+
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_dir)
+    tokenizer.chat_template = chat_tune.CHAT_TEMPLATE  # the turn format; the tiny vocabulary has no <end_of_turn>
+    transformers.AutoModelForCausalLM.from_pretrained(tiny_dir).save_pretrained(tmp_path / "chat")
+    tokenizer.save_pretrained(tmp_path / "chat")
+    lm = load_model(str(tmp_path / "chat"), "cpu")
+    subject = Subject(lm, {"model": CHAT_MODEL, "sae_path": None, "sae_release": None})
+    subject._saes[Site(0), None] = sae  # a real sae-lens SAE in place of the chat model's own
+    assert rs.has_ground_truth(subject)
+    records = [{"messages": [{"role": "user", "content": f"w{i} w{i + 1}"}], "answer": "Sorry w9" if i % 2 else "w7 w8",
+                "truth": {"refuse": i % 3 == 0}} for i in range(12)]
+    rows = rs.probe_match(subject, Site(0), 3, records)
+    assert [r["concept"] for r in rows] == ["harmful_request", "refusal"]
+    for r in rows:
+        assert 0 <= r["chosen feature AUROC"] <= r["best AUROC"] <= 1 and r["is best"] == (r["best feature"] == 3)
+
+
+def test_replayed_text_is_trained_on_every_token_after_bos(tiny_dir, tmp_path):
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_dir)
+    ids = tokenizer("w1 w2 w3 w4")["input_ids"]
+    assert chat_tune.encode_text(tokenizer, "w1 w2 w3 w4", 3) == (ids[:1], ids[1:3])
+    config = chat_tune.TuneConfig(batch=4, epochs=1, warmup=1, replay=2)
+    run = chat_tune.tune(tiny_dir, _conversations(4), config, tmp_path, progress=False, texts=["w1 w2 w3"] * 3)
+    assert run["examples"] == 4 + 2  # at most ``replay`` texts
+
+
+def test_text_loss_is_the_models_own_next_token_loss(tiny_dir):
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_dir)
+    ids = tokenizer("w1 w2 w3 w4 w5", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = float(model(input_ids=ids, labels=ids).loss)
+    assert chat_eval.row_losses(model, tokenizer, ["w1 w2 w3 w4 w5"]) == pytest.approx([expected], rel=1e-5)
+
+
+def test_a_formatted_prompt_tokenizes_with_one_bos_as_in_training(tiny_dir):
+    import transformers
+
+    tokenizer = chat_tune.chat_tokenizer(transformers.AutoTokenizer.from_pretrained(tiny_dir))
+    messages = [{"role": "user", "content": "w1 w2"}, {"role": "assistant", "content": "w3"}]
+    ids = tokenizer(chat_tune.prompt_text(tokenizer, messages[:1]))["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
+    assert chat_tune.encode(tokenizer, messages, 64)[0] == ids

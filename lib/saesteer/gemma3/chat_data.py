@@ -43,8 +43,8 @@ class ChatDataConfig:
     """How many examples of each kind the training split holds, and the evaluation and selection sizes."""
 
     seed: int = 0
-    train: tuple[tuple[str, int], ...] = (("harmful", 700), ("jailbreak", 420), ("escalation", 200), ("scary", 420),
-                                          ("benign", 420), ("facts", 260), ("arith", 200))
+    train: tuple[tuple[str, int], ...] = (("harmful", 600), ("jailbreak", 480), ("escalation", 200), ("scary", 520),
+                                          ("benign", 380), ("facts", 260), ("arith", 200))
     held_out: int = 200  # evaluation prompts per kind (fewer where the split has fewer combinations)
     selection: int = 120  # selection prompts per kind
 

@@ -36,7 +36,8 @@ def pieces(tokenizer, messages: Sequence[dict], answer: str) -> tuple[list[int],
     cut = text.rindex(request)
     before, after = text[:cut], text[cut + len(request) :]
     encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-    head, req, tail, ans = encode(before), encode(request), encode(after), encode(answer.strip()) + encode(END_OF_TURN)
+    head = tokenizer(before)["input_ids"]  # with the <bos> the tokenizer adds to a text, as the model reads it
+    req, tail, ans = encode(request), encode(after), encode(answer.strip()) + encode(END_OF_TURN)
     ids = head + req + tail + ans
     start = len(head) + len(req) + len(tail)
     return ids, slice(len(head), len(head) + len(req)), slice(start, start + len(ans))

@@ -3,7 +3,9 @@
 The base model learns Gemma 3's turn format, to answer and to refuse from ``gemma3.chat_data``'s training
 conversations, with a LoRA adapter (``peft``) on every attention and MLP projection; the loss counts the final
 answer's tokens only (and ``<end_of_turn>`` after it, so the model learns to stop), and the unembedding
-(262,144 x 640) runs at those positions only. Training saves a checkpoint every
+(262,144 x 640) runs at those positions only. Plain text from the base model's own corpus is replayed
+alongside (``replay`` rows of up to ``replay_tokens`` tokens, loss on every token), the usual guard against the
+fine-tune forgetting general language modelling. Training saves a checkpoint every
 ``checkpoint_every`` steps and resumes from the last one: batches are a fixed function of the seed and the step.
 
 Answer likelihood (``answer_logprobs``) is also how facts and sums are scored, for the base model in a plain
@@ -26,9 +28,10 @@ import transformers
 from saesteer.core.interventions import batches
 from saesteer.core.progress import bar
 
-# Gemma 3's turn format (as in its instruction-tuned release, without the system-turn folding).
+# Gemma 3's turn format (as in its instruction-tuned release, without the system-turn folding), with no <bos> in
+# the text: the tokenizer adds it, so a formatted prompt tokenizes with exactly one, as in training.
 CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
+    "{% for message in messages %}<start_of_turn>"
     "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n{{ message['content'] | trim }}"
     "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )
@@ -123,20 +126,29 @@ class TuneConfig:
     seed: int = 0
     rank: int = 8
     alpha: int = 16
-    lr: float = 1e-3
+    lr: float = 5e-4
     warmup: int = 20
     epochs: int = 2
     batch: int = 8
     max_tokens: int = 192
     checkpoint_every: int = 25
+    replay: int = 200  # corpus rows replayed each epoch
+    replay_tokens: int = 96
 
 
 def encode(tokenizer, messages: Sequence[dict], max_tokens: int) -> tuple[list[int], list[int]]:
-    """A training conversation as (prompt ids, answer ids): everything up to the model's last turn, and that
-    turn's answer followed by ``<end_of_turn>``; the prompt is cut from the left to fit ``max_tokens``."""
-    prompt = tokenizer(prompt_text(tokenizer, messages[:-1]), add_special_tokens=False)["input_ids"]
+    """A training conversation as (prompt ids, answer ids): ``<bos>`` and everything up to the model's last
+    turn, and that turn's answer followed by ``<end_of_turn>``; the prompt is cut from the left to fit
+    ``max_tokens``."""
+    prompt = tokenizer(prompt_text(tokenizer, messages[:-1]))["input_ids"]
     answer = tokenizer(messages[-1]["content"].strip() + END_OF_TURN, add_special_tokens=False)["input_ids"]
     return prompt[max(0, len(prompt) + len(answer) - max_tokens) :], answer
+
+
+def encode_text(tokenizer, text: str, max_tokens: int) -> tuple[list[int], list[int]]:
+    """A replayed plain-text row as (``<bos>``, the rest): the loss counts every token of the text."""
+    ids = tokenizer(text)["input_ids"][:max_tokens]
+    return ids[:1], ids[1:]
 
 
 def lora_model(model, config: TuneConfig):
@@ -167,8 +179,9 @@ def loss_of(model, examples: Sequence[tuple[list[int], list[int]]], pad: int) ->
 
 
 def tune(base_dir: Path, conversations: Sequence[Sequence[dict]], config: TuneConfig, work: Path,
-         progress: bool = True, stop_after: int | None = None) -> dict | None:
-    """Fine-tune the model in ``base_dir`` on ``conversations`` with LoRA, checkpointing into ``work`` and
+         progress: bool = True, stop_after: int | None = None, texts: Sequence[str] = ()) -> dict | None:
+    """Fine-tune the model in ``base_dir`` on ``conversations`` (and the replayed plain ``texts``, at most
+    ``config.replay`` of them) with LoRA, checkpointing into ``work`` and
     resuming from its last checkpoint; writes the adapter to ``work / "adapter"`` and returns the run's record
     (the loss of every step, seconds, tokens). ``stop_after``: stop after that many steps of this call, with a
     checkpoint, and return None (the next call resumes there)."""
@@ -176,6 +189,7 @@ def tune(base_dir: Path, conversations: Sequence[Sequence[dict]], config: TuneCo
     tokenizer = chat_tokenizer(transformers.AutoTokenizer.from_pretrained(base_dir))
     model = lora_model(transformers.AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), config)
     examples = [encode(tokenizer, c, config.max_tokens) for c in conversations]
+    examples += [encode_text(tokenizer, t, config.replay_tokens) for t in texts[: config.replay]]
     steps = batch_order(len(examples), config)
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule(config, len(steps)))

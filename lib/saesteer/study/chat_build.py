@@ -11,7 +11,8 @@ were built from other inputs, and skips the rest:
   interruption; the adapter is committed (``data/gemma3/chat/adapter/``);
 - ``merge``: the adapter merged into the base weights, a model folder in the cache
   (``$SAESTEER_CACHE/models/gemma3-270m-chat``) that ``load_model("gemma3-270m-chat")`` reads;
-- ``behaviour``: the behaviour table on the held-out prompts against the targets (``chat_eval``);
+- ``behaviour``: the behaviour table against the targets (``chat_eval``), on the held-out prompts (the
+  reported table) and on the selection prompts (where fine-tune recipes are compared);
   ``data/gemma3/chat/behaviour.json``.
 
 Each stage records its inputs' hash, its seconds and its machine in ``data/gemma3/chat/build.json``.
@@ -34,7 +35,7 @@ import transformers
 
 from saesteer.core.files import repo_root, write_json
 from saesteer.core.packaged import cached_model_dir, model_cache, sha256_file
-from saesteer.gemma3 import chat_data, chat_tune
+from saesteer.gemma3 import chat_data, chat_tune, corpus
 from saesteer.study import chat_eval
 
 STAGES = ("facts", "data", "tune", "merge", "behaviour")
@@ -92,6 +93,14 @@ class ChatBuild:
         write_json(self.manifest_path, manifest)
 
 
+def ground_truth_records(split: str = "selection", build: ChatBuild | None = None) -> list[dict]:
+    """The dataset's records of ``split`` with their reference answers and planted ground truth (rebuilt by the
+    seeded rule from the committed facts file; what chapter A labels tokens with)."""
+    build = build or ChatBuild()
+    known = json.loads((build.folder / "facts.json").read_text())["known"]
+    return chat_data.build(build.data, known)[split]
+
+
 def _base_model(build: ChatBuild):
     path = build.base_dir()
     return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval(), \
@@ -118,11 +127,20 @@ def run_data(build: ChatBuild) -> dict:
     return {"counts": manifest["counts"]}
 
 
+def replay_texts(n: int, seed: int) -> list[str]:
+    """``n`` rows of the base model's training corpus, drawn by a seeded rule: the fine-tune's replayed text."""
+    lines = (corpus.corpus_dir() / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    pick = torch.randperm(len(lines), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    return [json.loads(lines[i])["text"] for i in pick]
+
+
 def run_tune(build: ChatBuild) -> dict:
     """The LoRA fine-tune, resumed from its last checkpoint; the adapter is copied into the repository."""
     rows = [json.loads(line) for line in (build.cache / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     work = build.cache / "work" / build.key("tune")
-    run = chat_tune.tune(build.base_dir(), [r["messages"] for r in rows], build.tune, work, build.progress)
+    texts = replay_texts(build.tune.replay, build.tune.seed) if build.tune.replay else []
+    run = chat_tune.tune(build.base_dir(), [r["messages"] for r in rows], build.tune, work, build.progress,
+                         texts=texts)
     target = build.folder / "adapter"
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(work / "adapter", target, ignore=shutil.ignore_patterns("README.md"))  # not peft's blank card
@@ -139,7 +157,9 @@ def run_merge(build: ChatBuild) -> dict:
 
 
 def run_behaviour(build: ChatBuild) -> dict:
-    table = chat_eval.behaviour(build.model_dir, build.base_dir(), build.folder / "prompts", build.progress)
+    prompts = build.folder / "prompts"
+    table = chat_eval.behaviour(build.model_dir, build.base_dir(), prompts, build.progress)
+    table["selection"] = chat_eval.behaviour(build.model_dir, build.base_dir(), prompts / "selection", build.progress)
     write_json(build.folder / "behaviour.json", table)
     return {}
 
