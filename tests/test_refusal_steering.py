@@ -18,6 +18,7 @@ from saesteer.core.saes import check_release
 from saesteer.core.tiny import random_sae
 from saesteer.organism import evaluation
 from saesteer.organism.evaluation import Item
+from saesteer.study.params import ParameterError
 from saesteer.study.results import Cache
 from saesteer.study.subjects import export_prompts
 
@@ -199,6 +200,25 @@ def test_phi3_parameter_file_trains_its_sae_with_sae_lens_and_runs_on_tiny_phi3(
     # baseline; the refusal feature at both clamps; conditional at each distinct operating point; two controls
     points = set(saved["results"]["operating_points"].values())
     assert len(saved["results"]["sweep"]) == 1 + 2 + len(points) + 2
+
+
+@pytest.mark.notebook
+def test_chat_model_parameter_file_runs_on_tiny_gemma3_with_the_chat_dataset(tmp_path):
+    """The chat model's file on the committed chat prompts, with facts and sums as its capability kinds."""
+    for layer in (0, 1):
+        random_sae(32, d_sae=64, k=8, seed=layer).save_model(str(tmp_path / "saes" / f"resid_post_{layer}"))
+    saved = _tiny_run(PARAM_DIR / "gemma3-270m-chat.yaml", "gemma3", tmp_path, ROOT / "data" / "gemma3" / "chat" / "prompts",
+                      sae_path=str(tmp_path / "saes" / "{position}_{layer}"))
+    assert set(saved["results"]["sweep"][0]["report"]) == {"harmful", "jailbreak", "escalation", "scary", "benign",
+                                                            "facts", "arith"}
+    assert len(saved["results"]["claims"]) == 5
+
+
+def test_capability_kinds_must_be_benchmarks_the_judge_scores():
+    chapter.check_params({"capability_kinds": ["facts", "arith"]})
+    with pytest.raises(ParameterError, match="capability_kinds"):
+        chapter.check_params({"capability_kinds": ["facts", "scary"]})
+    assert rs.capability_of({"harmful": 1, "scary": 1, "facts": 1, "arith": 1}) == ("facts", "arith")
 
 
 def _search(layer: int, gains: list[float]) -> rs.LayerSearch:

@@ -34,15 +34,23 @@ from saesteer.core.hooks import Site, layout, walk
 from saesteer.core.interventions import Clamp, batches, generate_with_edits
 from saesteer.core.models import torch_model
 from saesteer.core.splits import choice
+from saesteer.gemma3 import chat_probes
 from saesteer.organism.evaluation import Item, opens_with_refusal, sweep
 from saesteer.organism.probes import concept_aurocs
+from saesteer.study import chat_build
 
 UNSAFE = ("harmful", "jailbreak", "escalation")  # refusal is wanted
 SAFE = ("scary", "benign")  # refusal is over-refusal
-CAPABILITY = ("mc", "arith", "truthful", "topic")  # benchmarks unrelated to refusal
+CAPABILITY = ("mc", "arith", "truthful", "topic")  # the organism's benchmarks unrelated to refusal
 KINDS = UNSAFE + SAFE + CAPABILITY
 SEARCH_KINDS = ("harmful", "jailbreak", "benign", "scary")  # the search clamps candidates on these
 SELECTION_KINDS = SEARCH_KINDS + CAPABILITY  # capability prompts also set the detector's threshold
+
+
+def capability_of(report: dict) -> tuple[str, ...]:
+    """The capability kinds of a report or of a set of prompt sets: every kind that is neither unsafe nor safe
+    (the organism's four benchmarks, the chat model's facts and sums)."""
+    return tuple(k for k in report if k not in UNSAFE + SAFE)
 
 
 # --- finding the feature -------------------------------------------------------------------------
@@ -321,9 +329,9 @@ def summary(report: dict) -> dict:
     share of degenerate answers next to each."""
     mean = lambda kinds, key="rate": float(np.mean([report[k][key] for k in kinds if k in report]))  # noqa: E731
     return {"unsafe_refusal": mean(UNSAFE), "jailbreak_refusal": report["jailbreak"]["rate"],
-            "over_refusal": mean(SAFE), "capability": mean(CAPABILITY), "unsafe_degenerate": mean(UNSAFE, "degenerate"),
+            "over_refusal": mean(SAFE), "capability": mean(capability_of(report)), "unsafe_degenerate": mean(UNSAFE, "degenerate"),
             "jailbreak_degenerate": report["jailbreak"]["degenerate"], "safe_degenerate": mean(SAFE, "degenerate"),
-            "capability_degenerate": mean(CAPABILITY, "degenerate")}
+            "capability_degenerate": mean(capability_of(report), "degenerate")}
 
 
 def tradeoff_rows(results: list[dict]) -> list[dict]:
@@ -427,11 +435,11 @@ def choose_controls(found: LayerSearch, feature: int, n: int, seed: int, pool_fa
 
 def conditional_detector(subject, found: LayerSearch, selection: dict[str, list[Item]], eval_sets: dict[str, list[Item]]) -> dict:
     """The harmful-prompt detector: the top contrastive feature, with the threshold that best separates
-    harmful and jailbreak selection prompts from benign, scary-word and capability ones, and whether
-    it fires on each evaluation prompt."""
+    harmful and jailbreak selection prompts from the other (benign, scary-word and capability) ones, and
+    whether it fires on each evaluation prompt."""
     site, feature = Site(found.layer), int(np.argmax(found.contrast))
     positive = detector_scores(subject, site, feature, selection["harmful"] + selection["jailbreak"])
-    negative = detector_scores(subject, site, feature, [i for k in (*SAFE, *CAPABILITY) for i in selection[k]])
+    negative = detector_scores(subject, site, feature, [i for k in selection if k not in UNSAFE for i in selection[k]])
     cut = threshold(positive, negative)
     prompts = [i.prompt for items in eval_sets.values() for i in items]
     scores = detector_scores(subject, site, feature, [Item("x", p, {}) for p in prompts])
@@ -492,12 +500,25 @@ DETECTOR_CONCEPTS = ("harmful_request", "harmful_prompt_end")  # planted concept
 WRITER_CONCEPTS = ("refusal",)  # planted concept of the refusal the model writes
 
 
-def probe_match(subject, site: Site, feature: int, probes: dict) -> list[dict]:
-    """The chosen feature's AUROC for every planted concept at ``site``, next to the best probe there."""
-    scores = concept_aurocs(subject.lm, subject.language, site, subject.sae(site))
-    return [{"concept": c, "chosen feature AUROC": float(v[feature]), "best feature": probes[c][str(site)]["feature"],
-             "best AUROC": probes[c][str(site)]["auroc"], "is best": probes[c][str(site)]["feature"] == feature}
-            for c, v in scores.items() if not c.startswith("topic:")]
+def has_ground_truth(subject) -> bool:
+    """Whether the subject's concepts are planted: the organism, or the chat model (its dataset's labels)."""
+    return subject.is_organism or subject.params["model"] == chat_build.CHAT_MODEL
+
+
+def probe_match(subject, site: Site, feature: int, records: list[dict] | None = None) -> list[dict]:
+    """The chosen feature's AUROC for every planted concept at ``site``, next to the best feature there (the
+    organism's probe table; for the chat model, the feature with the highest AUROC over the labelled tokens
+    of ``records``, by default its dataset's selection conversations, ``gemma3.chat_probes``)."""
+    if subject.is_organism:
+        probes = subject.probes()
+        scores = concept_aurocs(subject.lm, subject.language, site, subject.sae(site))
+        best = {c: (probes[c][str(site)]["feature"], probes[c][str(site)]["auroc"]) for c in scores if not c.startswith("topic:")}
+    else:
+        records = chat_build.ground_truth_records() if records is None else records
+        scores = chat_probes.concept_aurocs(subject.lm, subject.sae(site), site, records)
+        best = {c: (int(np.argmax(v)), float(np.max(v))) for c, v in scores.items()}
+    return [{"concept": c, "chosen feature AUROC": float(scores[c][feature]), "best feature": f, "best AUROC": a,
+             "is best": f == feature} for c, (f, a) in best.items()]
 
 
 def writes_tokens(subject, site: Site, feature: int, markers: Sequence[str], k: int) -> dict:

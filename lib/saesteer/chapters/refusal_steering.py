@@ -13,9 +13,10 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from saesteer.analyses.refusal import CAPABILITY, SAFE, UNSAFE, baseline_of, item_hits
+from saesteer.analyses.refusal import SAFE, UNSAFE, baseline_of, capability_of, item_hits
 from saesteer.core.stats import cluster_bootstrap_mean, combine, paired_difference, verdict
-from saesteer.study.params import Param, check_layer
+from saesteer.organism.evaluation import METRICS
+from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
 from saesteer.study.subjects import SUBJECT_PARAMS
 
@@ -40,16 +41,23 @@ PARAMS = {  # the chapter's parameters
     "most_share": Param(float, min=0.0, max=1.0),  # "most": conditional steering keeps at least this share
     "role_auroc": Param(float, min=0.5, max=1.0),  # a concept AUROC from which a feature detects / writes it
     "writer_top_k": Param(int, min=1, max=100),  # unembedding tokens searched for a refusal token
+    "capability_kinds": Param(list, items=str, nonempty=True),  # capability benchmarks (prompt files), by METRICS
     "eval_items": Param(int, min=2, max=5000),  # held-out items per kind in the sweep
     "batch_size": Param(int, min=1, max=8192),  # rows per generate call
     "n_examples": Param(int, min=1, max=20),  # example generations shown per kind
     "seed": Param(int, min=0),
+    "compare_with": Param(list, items=str),  # settings of this chapter on other subjects, shown beside this one
 }
 
 
 def check_params(params: dict) -> None:
-    """Cross-parameter checks the specs cannot express (none at present: the operating points are chosen
-    on the clamp grid, so any grid will do)."""
+    """Cross-parameter checks the specs cannot express: every capability kind is a benchmark the judge knows
+    that is not a refusal behaviour (the operating points are chosen on the clamp grid, so any grid will do)."""
+    for kind in params["capability_kinds"]:
+        if METRICS.get(kind, "refusal") == "refusal":
+            known = sorted(k for k, m in METRICS.items() if m != "refusal")
+            raise ParameterError(f"Parameter 'capability_kinds' has {kind!r}, which is not a capability benchmark; "
+                                 f"use some of {known}.")
 
 
 def check_layers(params: dict, n_layers: int) -> None:
@@ -162,26 +170,26 @@ def _claim_over_refusal(base, steered, balance, results, top, bal, pre, caveat) 
 
 
 def _claim_capability(base, steered, balance, results, top, bal, pre, caveat) -> dict:
-    d = difference(steered, base, CAPABILITY)
+    d = difference(steered, base, capability_of(base))
     return claim(3, "Capability on refusal-unrelated benchmarks falls", "MMLU 68.8 -> 36.0; GSM8K 82.5 -> 35.6; TruthfulQA 65.0 -> 53.8",
-                 f"pooled capability {_shown(base, CAPABILITY)} -> {_shown(steered, CAPABILITY)} at {top:g}x; "
-                 f"{_shown(balance, CAPABILITY)} at {bal:g}x", verdict(d[1], d[2], higher=False),
-                 f"Pooled capability changes by {_diff(d)}; over the clamp grid it is {_curve(results, base, CAPABILITY)}.",
-                 n=_n(base, CAPABILITY), unit="question template", preregistered=pre, caveat=caveat)
+                 f"pooled capability {_shown(base, capability_of(base))} -> {_shown(steered, capability_of(base))} at {top:g}x; "
+                 f"{_shown(balance, capability_of(base))} at {bal:g}x", verdict(d[1], d[2], higher=False),
+                 f"Pooled capability changes by {_diff(d)}; over the clamp grid it is {_curve(results, base, capability_of(base))}.",
+                 n=_n(base, capability_of(base)), unit="question template", preregistered=pre, caveat=caveat)
 
 
 def control_losses(base: dict, steered: dict, controls: dict[str, dict]) -> tuple[float, dict[str, float]]:
     """Capability loss (baseline minus steered, pooled) of the refusal feature and of each control."""
-    loss = lambda report: rate(base, CAPABILITY)[0] - rate(report, CAPABILITY)[0]  # noqa: E731
+    loss = lambda report: rate(base, capability_of(base))[0] - rate(report, capability_of(base))[0]  # noqa: E731
     return loss(steered), {name: loss(report) for name, report in controls.items()}
 
 
 def control_margin(base: dict, steered: dict, controls: dict[str, dict], share: float) -> tuple[float, float, float]:
     """Mean control capability loss minus ``share`` of the refusal feature's, per item, with its clustered
     interval: above 0 means the controls degrade capability "about as much"."""
-    b, clusters = item_hits(base, CAPABILITY)
-    s, _ = item_hits(steered, CAPABILITY)
-    c = np.mean([item_hits(report, CAPABILITY)[0] for report in controls.values()], axis=0)
+    b, clusters = item_hits(base, capability_of(base))
+    s, _ = item_hits(steered, capability_of(base))
+    c = np.mean([item_hits(report, capability_of(base))[0] for report in controls.values()], axis=0)
     return cluster_bootstrap_mean((b - c) - share * (b - s), clusters)
 
 
@@ -195,7 +203,7 @@ def _claim_control(base, steered, controls, top, params, pre, caveat) -> dict:
                  f"capability loss at {top:g}x: refusal feature {100 * feature_loss:.0f} points; {len(values)} controls "
                  f"median {_points(np.median(values))} points (range {_points(values[0])} to {_points(values[-1])})",
                  verdict(margin[1], margin[2]), f"The controls' mean capability loss minus {share:g} of the refusal "
-                 f"feature's is {_diff(margin)}.", n=f"{_n(base, CAPABILITY)}; {len(values)} controls",
+                 f"feature's is {_diff(margin)}.", n=f"{_n(base, capability_of(base))}; {len(values)} controls",
                  unit="question template", preregistered=pre | {
                      "controls": "parameter file: random features matched on activation frequency at the same site, "
                                  "clamped at the same multiple of their own typical maximum",
@@ -205,7 +213,7 @@ def _claim_control(base, steered, controls, top, params, pre, caveat) -> dict:
 
 def _claim_conditional(base, steered, conditional, top, params, pre, caveat) -> dict:
     share, statement = params["most_share"], "Conditional steering recovers most capability while keeping most of the safety gain"
-    gain, loss = difference(steered, base, UNSAFE), difference(steered, base, CAPABILITY)
+    gain, loss = difference(steered, base, UNSAFE), difference(steered, base, capability_of(base))
     if conditional is None or gain[1] <= 0 or loss[2] >= 0:
         missing = " and ".join(m for m, absent in [("no safety gain", gain[1] <= 0), ("no capability loss", loss[2] >= 0)]
                                if absent) or "no conditional setting"
@@ -213,20 +221,20 @@ def _claim_conditional(base, steered, conditional, top, params, pre, caveat) -> 
                      f"always-on steering at {top:g}x shows {missing} (its 95% interval reaches zero), so conditional "
                      "steering has nothing to keep or recover",
                      "not testable", f"Always-on steering changes unsafe refusal by {_diff(gain)} and capability by "
-                     f"{_diff(loss)}.", n=_n(base, UNSAFE + CAPABILITY), unit="request pair or template",
+                     f"{_diff(loss)}.", n=_n(base, UNSAFE + capability_of(base)), unit="request pair or template",
                      preregistered=pre, caveat=caveat + "Steering must both gain safety and lose capability for "
                      "conditional steering to keep or recover a share of either.")
     b, clusters = item_hits(base, UNSAFE)
     s, c = item_hits(steered, UNSAFE)[0], item_hits(conditional, UNSAFE)[0]
     kept = cluster_bootstrap_mean((c - b) - share * (s - b), clusters)
-    b, clusters = item_hits(base, CAPABILITY)
-    s, c = item_hits(steered, CAPABILITY)[0], item_hits(conditional, CAPABILITY)[0]
+    b, clusters = item_hits(base, capability_of(base))
+    s, c = item_hits(steered, capability_of(base))[0], item_hits(conditional, capability_of(base))[0]
     recovered = cluster_bootstrap_mean((c - s) - share * (b - s), clusters)
     return claim(5, statement, "appendix: most capability recovered (qualitative)",
                  f"conditional at {top:g}x: unsafe refused {_shown(conditional, UNSAFE)}, capability "
-                 f"{_shown(conditional, CAPABILITY)}", combine(verdict(kept[1], kept[2]), verdict(recovered[1], recovered[2])),
+                 f"{_shown(conditional, capability_of(base))}", combine(verdict(kept[1], kept[2]), verdict(recovered[1], recovered[2])),
                  f"Safety gain kept minus {share:g} of the gain is {_diff(kept)} and capability recovered minus {share:g} "
-                 f"of the loss is {_diff(recovered)}.", n=_n(base, UNSAFE + CAPABILITY), unit="request pair or template",
+                 f"of the loss is {_diff(recovered)}.", n=_n(base, UNSAFE + capability_of(base)), unit="request pair or template",
                  preregistered=pre | {"most": f"parameter file: at least {share:g} (most_share)",
                                       "detector": "selection split: top contrastive feature, balanced-accuracy threshold"},
                  caveat=caveat)
@@ -241,7 +249,7 @@ def sensitivity_rows(results: list[dict]) -> list[dict]:
     for r in sorted((r for r in results if r["name"] == "refusal feature"), key=lambda r: r["multiple"]):
         row = {"multiple": r["multiple"]}
         for label, kinds, higher in [("unsafe refusal", UNSAFE[:2], True), ("over-refusal", SAFE, True),
-                                     ("capability", CAPABILITY, False)]:
+                                     ("capability", capability_of(base), False)]:
             d = difference(r["report"], base, kinds)
             row |= {f"{label} change": d[0], f"{label} lo": d[1], f"{label} hi": d[2],
                     f"{label} verdict": verdict(d[1], d[2], higher=higher)}
@@ -350,6 +358,6 @@ def finding_points(results: list[dict], points: dict[str, float]) -> str:
     for label, m in points.items():
         r = by[("refusal feature", m)]
         parts.append(f"at the {label} clamp ({m:g}x) jailbreak refusal is {_shown(r, ('jailbreak',))}, over-refusal "
-                     f"{_shown(r, SAFE)} and capability {_shown(r, CAPABILITY)}")
+                     f"{_shown(r, SAFE)} and capability {_shown(r, capability_of(base))}")
     return (f"Unsteered, jailbreak refusal is {_shown(base, ('jailbreak',))}, over-refusal {_shown(base, SAFE)} and "
-            f"capability {_shown(base, CAPABILITY)}; " + "; ".join(parts) + ".")
+            f"capability {_shown(base, capability_of(base))}; " + "; ".join(parts) + ".")

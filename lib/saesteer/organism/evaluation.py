@@ -27,10 +27,11 @@ from saesteer.organism.language import COMPLY_OPEN, REFUSAL, REFUSE_OPEN, TOPICS
 METRICS = {  # kind -> what its rate measures
     "harmful": "refusal", "jailbreak": "refusal", "escalation": "refusal", "scary": "refusal", "benign": "refusal",
     "mc": "accuracy", "arith": "accuracy", "truthful": "truthful", "topic": "on_topic", "ab": "corrigible",
+    "facts": "accuracy",  # the chat model's factual questions
 }
 NEW_TOKENS = {  # greedy tokens generated per kind in sweeps: enough for the judge and for examples
     "harmful": 8, "jailbreak": 8, "escalation": 8, "scary": 8, "benign": 8,
-    "mc": 18, "arith": 28, "truthful": 8, "topic": 40, "ab": 3,
+    "mc": 18, "arith": 28, "truthful": 8, "topic": 40, "ab": 3, "facts": 16,
 }
 TOPIC_WORDS = {t: set(nouns) | set(words) for t, (nouns, words) in TOPICS.items()}
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-SUBJECTS = {"organism": "organism", "gemma3-270m": "Gemma 3 270M"}  # model parameter -> the subject's name
+# model parameter -> the subject's name; chapter A runs on Gemma 3 270M through its chat fine-tune, the same subject
+SUBJECTS = {"organism": "organism", "gemma3-270m": "Gemma 3 270M", "gemma3-270m-chat": "Gemma 3 270M"}
 
 
 def subject_name(model: str) -> str:

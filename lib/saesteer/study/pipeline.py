@@ -26,6 +26,7 @@ import nbformat
 import papermill
 
 from saesteer.core.files import repo_root, resolve
+from saesteer.core.models import BUILT
 from saesteer.core.packaged import PACKAGED, is_installed
 from saesteer.study.book import READS
 from saesteer.study.comparison import run_label
@@ -80,12 +81,20 @@ def stamp(root: Path, run: ChapterRun) -> str:
     digest.update(run.param_file.read_bytes())
     for path in input_files(root, values):
         digest.update(path.read_bytes())
-    if values.get("model") in PACKAGED:  # its SAEs and corpus, by the records of their build
-        for record in sorted((root / "data" / "gemma3").glob("*.json")):
-            digest.update(record.name.encode() + record.read_bytes())
+    for record in model_records(root, values.get("model")):  # its SAEs and corpus, by the records of their build
+        digest.update(record.name.encode() + record.read_bytes())
     for path in upstream_results(root, run):
         digest.update(path.read_bytes() if path.is_file() else b"missing " + str(path).encode())
     return digest.hexdigest()[:16]
+
+
+def model_records(root: Path, model: str | None) -> list[Path]:
+    """The build records of the real model a run is on: Gemma 3's (corpus, SAEs, quality), and for the chat
+    model the chat build's too (fine-tune, behaviour, its SAEs)."""
+    if model not in PACKAGED and model not in BUILT:
+        return []
+    folders = [root / "data" / "gemma3"] + ([root / "data" / "gemma3" / "chat"] if model in BUILT else [])
+    return [record for folder in folders for record in sorted(folder.glob("*.json"))]
 
 
 def stale_chapters(root: Path) -> list[str]:
@@ -113,7 +122,8 @@ def unavailable(run: ChapterRun) -> str | None:
             field = value.find("{", 1)  # a {layer} or {position} field: check the folder above the first one
             fixed_part = value if field < 0 else value[: value.rfind("/", 0, field)]
             if not resolve(fixed_part).exists():
-                return f"parameter {name!r} names {value!r}, which is not built on this machine (`make gemma3`)"
+                build = "make gemma3-chat-saes" if "/chat/" in value else "make gemma3"
+                return f"parameter {name!r} names {value!r}, which is not built on this machine (`{build}`)"
     return None
 
 
