@@ -85,6 +85,7 @@ bench: venv
 	$(PY) benchmarks/output_scores.py --model gemma3-270m --layer 8 --batch-size 256 --threads 2
 	$(PY) benchmarks/steering_success.py --rows 256 --threads 2
 	$(PY) benchmarks/gemma3_collection.py
+	$(PY) benchmarks/refusal_sweep.py --model gemma3-270m-chat --items 8 --batch-size 64
 
 # The Gemma 3 SAE build's costs: activation collection against a bare forward (float32 and bfloat16, with the
 # loss bfloat16 costs) and SAE training samples/s (needs make gemma3-model and make gemma3-corpus); chapter D's
@@ -94,6 +95,7 @@ bench-gemma3: venv
 	$(PY) benchmarks/gemma3_collection.py
 	$(PY) benchmarks/output_scores.py --model gemma3-270m --layer 8 --batch-size 256 --threads 2
 	$(PY) benchmarks/steering_success.py --rows 256 --threads 2
+	$(PY) benchmarks/refusal_sweep.py --model gemma3-270m-chat --items 8 --batch-size 64
 
 clean:
 	rm -rf book/_build book/.partial
