@@ -90,7 +90,8 @@ bench: venv
 # The Gemma 3 SAE build's costs: activation collection against a bare forward (float32 and bfloat16, with the
 # loss bfloat16 costs) and SAE training samples/s (needs make gemma3-model and make gemma3-corpus); chapter D's
 # output scores on Gemma 3, batched against one feature at a time, and its steering-success stage's sampler and
-# judge batching against the plain ones (need make gemma3).
+# judge batching against the plain ones (need make gemma3); chapter A's clamp sweep on the chat model, batched against
+# one prompt at a time (needs make gemma3-chat and make gemma3-chat-saes).
 bench-gemma3: venv
 	$(PY) benchmarks/gemma3_collection.py
 	$(PY) benchmarks/output_scores.py --model gemma3-270m --layer 8 --batch-size 256 --threads 2

@@ -141,6 +141,18 @@ def test_the_chat_sae_plan_is_topk_only_and_old_plans_keep_their_keys():
     assert "jumprelu" not in BuildConfig().to_json() and PLAN.to_json()["jumprelu"] is False
 
 
+def test_a_rebuilt_chat_model_makes_its_sae_build_stale(tmp_path, monkeypatch):
+    from saesteer.gemma3.chat_saes import chat_build
+
+    monkeypatch.setenv("SAESTEER_CACHE", str(tmp_path))
+    weights = tmp_path / "models" / "gemma3-270m-chat" / "model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"first")
+    before = chat_build().inputs_key()
+    weights.write_bytes(b"second")
+    assert chat_build().inputs_key() != before
+
+
 def test_the_chat_corpus_adds_conversations_in_the_turn_format(tmp_path, monkeypatch, tiny_models):
     from conftest import write_corpus
     from saesteer.gemma3 import chat_saes
@@ -180,13 +192,13 @@ def test_planted_concepts_label_the_request_and_answer_tokens(tiny_models, sae):
 def test_chapter_a_reads_the_chat_models_planted_concepts(tiny_dir, tmp_path, sae):
     """A chat model's chosen feature is placed against the dataset's labelled tokens (selection split): its AUROC
     for each concept next to the best feature's."""
+    import transformers
+
     from saesteer.analyses import refusal as rs
     from saesteer.core.hooks import Site
     from saesteer.core.models import load_model
     from saesteer.study.chat_build import CHAT_MODEL
     from saesteer.study.subjects import Subject
-
-    import transformers
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_dir)
     tokenizer.chat_template = chat_tune.CHAT_TEMPLATE  # the turn format; the tiny vocabulary has no <end_of_turn>

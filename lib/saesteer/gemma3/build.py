@@ -28,7 +28,7 @@ from sae_lens import SAE
 from sae_lens.training.multi_sae_trainer import MultiSAETrainer
 
 from saesteer.core.files import repo_root, write_json
-from saesteer.core.models import load_model
+from saesteer.core.models import BUILT, load_model
 from saesteer.core.packaged import PACKAGED, SOURCE_FILE, model_cache, sha256_file
 from saesteer.core.progress import bar
 from saesteer.gemma3 import corpus
@@ -82,11 +82,14 @@ class Build:
         return json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file() else {}
 
     def inputs_key(self) -> str:
-        """Hash of what every stage depends on: the configuration, the model and the corpus files."""
+        """Hash of what every stage depends on: the configuration, the model (for a model the study builds,
+        its weights: a rebuilt chat model makes its SAEs stale) and the corpus files."""
         corpus_hashes = {s: sha256_file(self.corpus_dir / f"{s}.jsonl") for s in ("train", "heldout")
                          if (self.corpus_dir / f"{s}.jsonl").is_file()}
-        text = json.dumps({"config": self.cfg.to_json(), "model": self.model_name, "corpus": corpus_hashes},
-                          sort_keys=True)
+        inputs = {"config": self.cfg.to_json(), "model": self.model_name, "corpus": corpus_hashes}
+        if self.model_name in BUILT:
+            inputs["weights"] = sha256_file(model_cache() / self.model_name / "model.safetensors")
+        text = json.dumps(inputs, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def artifacts(self, stage: str) -> list[Path]:
