@@ -246,3 +246,20 @@ def test_a_formatted_prompt_tokenizes_with_one_bos_as_in_training(tiny_dir):
     ids = tokenizer(chat_tune.prompt_text(tokenizer, messages[:1]))["input_ids"]
     assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
     assert chat_tune.encode(tokenizer, messages, 64)[0] == ids
+
+
+def test_the_build_tunes_with_replayed_text_and_records_the_run(tiny_dir, tmp_path, monkeypatch):
+    from saesteer.study import chat_build
+
+    monkeypatch.setenv("SAESTEER_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "cache" / "gemma3" / "corpus"
+    corpus.mkdir(parents=True)
+    corpus.joinpath("train.jsonl").write_text("".join(json.dumps({"text": f"w{i} w{i + 1} w{i + 2}"}) + "\n" for i in range(9)))
+    build = chat_build.ChatBuild(tune=chat_tune.TuneConfig(batch=4, epochs=1, warmup=1, replay=3), base=str(tiny_dir),
+                                 folder=tmp_path / "data", cache=tmp_path / "chat", model_dir=tmp_path / "model", progress=False)
+    (tmp_path / "chat").mkdir()
+    (tmp_path / "chat" / "train.jsonl").write_text("".join(json.dumps({"messages": c}) + "\n" for c in _conversations(5)))
+    assert chat_build.replay_texts(3, 0) == chat_build.replay_texts(3, 0) and len(set(chat_build.replay_texts(3, 0))) == 3
+    run = chat_build.run_tune(build)
+    assert run["examples"] == 5 + 3 and run["steps"] == 2 and run["tokens_per_second"] > 0
+    assert run["loss_curve"][-1][0] == 2 and (tmp_path / "data" / "adapter" / "adapter_model.safetensors").is_file()

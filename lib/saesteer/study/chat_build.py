@@ -147,7 +147,7 @@ def run_tune(build: ChatBuild) -> dict:
     losses = run.pop("losses")
     run["training_seconds"] = round(run.pop("seconds"), 1)
     every = max(1, len(losses) // 40)
-    return run | {"tokens_per_second": round(run["tokens"] / max(run["seconds"], 1e-9), 1),
+    return run | {"tokens_per_second": round(run["tokens"] / max(run["training_seconds"], 1e-9), 1),
                   "loss_curve": [[i + 1, losses[i]] for i in range(0, len(losses), every)] + [[len(losses), losses[-1]]]}
 
 
