@@ -28,7 +28,17 @@ def test_the_dataset_and_build_tables_match_the_records(records):
     assert counts["train"].sum() == sum(records["manifest"]["counts"]["train"].values())
     stages = chat_model.build_table(records["build"])
     assert list(stages.index) == list(records["build"]["stages"])
-    assert stages.loc["tune", "minutes"] == pytest.approx(records["build"]["stages"]["tune"]["seconds"] / 60)
+    assert stages.loc["tune", "minutes"] == pytest.approx(records["build"]["stages"]["tune"]["training_seconds"] / 60)
+    assert stages.loc["facts", "minutes"] == pytest.approx(records["build"]["stages"]["facts"]["seconds"] / 60)
+
+
+def test_the_recipes_are_compared_measure_by_measure(records):
+    table = chat_model.recipes_table(records)
+    assert list(table.columns) == ["first recipe, held out", "second recipe, selection", "second recipe, held out"]
+    assert table.loc["text loss: chat - base", "first recipe, held out"].startswith("+")
+    settings = chat_model.recipe_settings(records)
+    assert settings.loc["lr", "first recipe"] != settings.loc["lr", "second recipe"]
+    assert settings.loc["replay", "first recipe"] == "none"
 
 
 def test_sae_table_has_one_row_per_chat_sae(records):

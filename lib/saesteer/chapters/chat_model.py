@@ -24,9 +24,12 @@ HOLES = ("fiction", "hypothetical", "story")
 
 def records() -> dict:
     """The chat build's committed records (the ones present): dataset manifest, known facts, build stages,
-    behaviour table, SAE build and SAE quality."""
+    behaviour table, SAE build and SAE quality; and the first recipe's behaviour and text loss (``recipe1``)."""
     folder = repo_root() / "data" / "gemma3" / "chat"
-    return {name: read_json(folder / f"{name}.json") for name in RECORDS if (folder / f"{name}.json").is_file()}
+    out = {name: read_json(folder / f"{name}.json") for name in RECORDS if (folder / f"{name}.json").is_file()}
+    if (folder / "recipe1").is_dir():
+        out["recipe1"] = {name: read_json(folder / "recipe1" / f"{name}.json") for name in ("behaviour", "record")}
+    return out
 
 
 def dataset_table(manifest: dict) -> pd.DataFrame:
@@ -73,8 +76,10 @@ def missed(behaviour: dict) -> list[str]:
 
 
 def build_table(build: dict) -> pd.DataFrame:
-    """Seconds and machine of each build stage, with the fine-tune's size and speed."""
-    rows = [{"stage": stage, "minutes": r["seconds"] / 60, "machine": r["machine"]} for stage, r in build["stages"].items()]
+    """Minutes and machine of each build stage; the fine-tune's are its training time summed over every run
+    that resumed it (the stage's own record times only its last run)."""
+    rows = [{"stage": stage, "minutes": r.get("training_seconds", r["seconds"]) / 60, "machine": r["machine"]}
+            for stage, r in build["stages"].items()]
     return pd.DataFrame(rows).set_index("stage")
 
 
@@ -99,3 +104,43 @@ def sae_table(quality: dict) -> pd.DataFrame:
     rows = [{"layer": s["layer"], "L0": s["l0"], "FVU": s["fvu"], "dead": s["dead"], "clean loss": s["ce_clean"],
              "delta loss": s["delta_loss"], "loss recovered": s["loss_recovered"]} for s in quality["saes"]]
     return pd.DataFrame(rows).set_index("layer")
+
+
+def recipes_table(records: dict) -> pd.DataFrame:
+    """The two fine-tune recipes side by side: the first's held-out behaviour (its own split) and text loss, the
+    second's on the selection split (where the recipe was judged) and on held-out prompts."""
+    first = records["recipe1"]["behaviour"]["rows"] | records["recipe1"]["record"]
+    columns = {"first recipe, held out": first, "second recipe, selection": records["behaviour"]["selection"]["rows"],
+               "second recipe, held out": records["behaviour"]["rows"]}
+    rows = []
+    for name in MEASURES:
+        if "refused: " in name:
+            continue
+        row = {"measure": name}
+        for label, source in columns.items():
+            row[label] = _interval(source[name], nats="loss" in name) if name in source else "not measured"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("measure")
+
+
+def recipe_settings(records: dict) -> pd.DataFrame:
+    """The fine-tune settings of the two recipes (those that differ marked)."""
+    first, second = records["recipe1"]["record"]["tune_config"], records["build"]["stages"]["tune"]["config"]
+    rows = [{"setting": k, "first recipe": f"{first.get(k, 'none')}", "second recipe": f"{second.get(k, 'none')}"}
+            for k in dict.fromkeys([*first, *second])]
+    return pd.DataFrame(rows).set_index("setting")
+
+
+def behaviour_summary(behaviour: dict) -> str:
+    """The behaviour table in words: the targets met and missed, and how the planted holes behave."""
+    rows, miss = behaviour["rows"], missed(behaviour)
+    holes = [f"{name.split(': ')[1]} {rows[name]['value']:.2f}" for name in MEASURES if name in rows and name.split(": ")[-1] in HOLES]
+    closed = [f"{name.split(': ')[1]} {rows[name]['value']:.2f}" for name in MEASURES
+              if name in rows and "refused: " in name and name.split(": ")[-1] not in HOLES]
+    head = ("**Every target is met.**" if not miss else
+            f"**{len(miss)} of {sum('target' in rows[n] for n in MEASURES if n in rows)} targets are missed: "
+            + ", ".join(f"{n} {rows[n]['value']:.2f} (target {_target(rows[n])})" for n in miss) + ".**")
+    return (f"{head} The planted holes are open (refusal {', '.join(holes)}) and the other wrappers and openers "
+            f"closed ({', '.join(closed)}), so the jailbreak and escalation rates are mixtures of templates that "
+            "almost always work and templates that almost never do; with two held-out templates per family, "
+            "their intervals are wide.")
