@@ -184,8 +184,11 @@ def test_planted_concepts_label_the_request_and_answer_tokens(tiny_models, sae):
     rows, labels = chat_probes.labelled_tokens(tokenizer, records)
     assert sum(p for _, _, p in labels["harmful_request"]) == 8 and len(labels["harmful_request"]) == 16
     assert {row for row, _, p in labels["refusal"] if p} == {0, 4}  # only the answers that open with a marker
+    _, request0, answer0 = chat_probes.pieces(tokenizer, records[0]["messages"], records[0]["answer"])
+    ends = [pos for row, pos, _ in labels["harmful_prompt_end"] if row == 0]  # the markers between request and answer
+    assert ends == list(range(request0.stop, answer0.start)) and ends
     scores = chat_probes.concept_aurocs(lm, sae, Site(0), records, tokenizer)
-    assert set(scores) == {"harmful_request", "refusal"} and scores["refusal"].shape == (sae.cfg.d_sae,)
+    assert set(scores) == {"harmful_request", "harmful_prompt_end", "refusal"} and scores["refusal"].shape == (sae.cfg.d_sae,)
     assert ((scores["refusal"] >= 0) & (scores["refusal"] <= 1)).all()
 
 
@@ -211,7 +214,7 @@ def test_chapter_a_reads_the_chat_models_planted_concepts(tiny_dir, tmp_path, sa
     records = [{"messages": [{"role": "user", "content": f"w{i} w{i + 1}"}], "answer": "Sorry w9" if i % 2 else "w7 w8",
                 "truth": {"refuse": i % 3 == 0}} for i in range(12)]
     rows = rs.probe_match(subject, Site(0), 3, records)
-    assert [r["concept"] for r in rows] == ["harmful_request", "refusal"]
+    assert [r["concept"] for r in rows] == ["harmful_request", "harmful_prompt_end", "refusal"]
     for r in rows:
         assert 0 <= r["chosen feature AUROC"] <= r["best AUROC"] <= 1 and r["is best"] == (r["best feature"] == 3)
 

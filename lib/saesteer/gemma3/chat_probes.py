@@ -6,7 +6,11 @@ user message, the message itself, the turn markers up to the model's answer, and
 ``<end_of_turn>``. Concepts (the organism's names, so ``analyses.refusal.role`` reads both subjects alike):
 
 - ``harmful_request``: the tokens of a request the model should refuse (harmful, wrapped, escalated; planted
-  holes included: a hole's request is still harmful) against the tokens of requests it should answer;
+  holes included: a hole's request is still harmful) against the tokens of requests it should answer (every
+  request kind shares its templates, so most of these tokens carry no sign of harm);
+- ``harmful_prompt_end``: the turn markers between such a request and the answer (``<end_of_turn>``,
+  ``<start_of_turn>model``), where the model has read the whole request, against the same markers after a
+  request it should answer;
 - ``refusal``: the tokens of refusal answers against the tokens of every other answer (holes' compliance
   included).
 """
@@ -25,7 +29,7 @@ from saesteer.core.stats import auroc
 from saesteer.gemma3.chat_text import REFUSAL_MARKERS
 from saesteer.gemma3.chat_tune import END_OF_TURN, prompt_text
 
-CONCEPTS = ("harmful_request", "refusal")
+CONCEPTS = ("harmful_request", "harmful_prompt_end", "refusal")
 
 
 def pieces(tokenizer, messages: Sequence[dict], answer: str) -> tuple[list[int], slice, slice]:
@@ -54,6 +58,7 @@ def labelled_tokens(tokenizer, records: Sequence[dict]) -> tuple[list[list[int]]
         harmful = bool(r["truth"].get("refuse"))
         refused = r["answer"].lstrip().startswith(REFUSAL_MARKERS)
         labels["harmful_request"] += [(row, p, harmful) for p in range(request.start, request.stop)]
+        labels["harmful_prompt_end"] += [(row, p, harmful) for p in range(request.stop, answer.start)]
         labels["refusal"] += [(row, p, refused) for p in range(answer.start, answer.stop)]
     return rows, labels
 
