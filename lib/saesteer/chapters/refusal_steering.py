@@ -15,7 +15,7 @@ import numpy as np
 
 from saesteer.analyses.refusal import SAFE, UNSAFE, baseline_of, capability_of, item_hits
 from saesteer.core.stats import cluster_bootstrap_mean, combine, paired_difference, verdict
-from saesteer.organism.evaluation import METRICS
+from saesteer.organism.evaluation import METRICS, OTHER_METRICS
 from saesteer.study.params import Param, ParameterError, check_layer
 from saesteer.study.results import claim
 from saesteer.study.subjects import SUBJECT_PARAMS
@@ -53,9 +53,10 @@ PARAMS = {  # the chapter's parameters
 def check_params(params: dict) -> None:
     """Cross-parameter checks the specs cannot express: every capability kind is a benchmark the judge knows
     that is not a refusal behaviour (the operating points are chosen on the clamp grid, so any grid will do)."""
+    metrics = METRICS | OTHER_METRICS
     for kind in params["capability_kinds"]:
-        if METRICS.get(kind, "refusal") == "refusal":
-            known = sorted(k for k, m in METRICS.items() if m != "refusal")
+        if metrics.get(kind, "refusal") == "refusal":
+            known = sorted(k for k, m in metrics.items() if m != "refusal")
             raise ParameterError(f"Parameter 'capability_kinds' has {kind!r}, which is not a capability benchmark; "
                                  f"use some of {known}.")
 
