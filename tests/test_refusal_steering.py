@@ -255,3 +255,10 @@ def test_monotonicity_fails_only_where_refusal_surely_falls_between_neighbouring
     assert chapter.falls_between_clamps(rising, ("harmful", "jailbreak")) == []  # a 2-point dip is noise
     collapsing = rising + [setting(8.0, 0.03)]  # degenerate answers at the largest clamp
     assert chapter.falls_between_clamps(collapsing, ("harmful", "jailbreak")) == [8.0]
+
+
+def test_the_role_finding_reads_as_a_sentence():
+    lens = {"top tokens": ["a"], "writes a refusal token": False}
+    assert "is neither a harmful-request detector nor a refusal writer" in chapter.finding_role(7, {"role": "neither", **lens})
+    assert "is a refusal writer" in chapter.finding_role(7, {"role": "refusal writer", **lens})
+    assert "is of unknown role" in chapter.finding_role(7, {"role": "not known (no planted ground truth)", **lens})

@@ -346,7 +346,9 @@ def finding_role(feature: int, role: dict) -> str:
     """What the feature is, against the planted ground truth and its unembedding."""
     aurocs = ", ".join(f"{k.removeprefix('AUROC ').replace('_', ' ')} {v:.2f}" for k, v in role.items()
                        if k.startswith("AUROC") and v is not None)
-    return (f"**Feature {feature} is a {role['role']}.** Its decoder direction writes the tokens "
+    kind = ("of unknown role (no planted ground truth)" if role["role"].startswith("not known") else
+            {"neither": "neither a harmful-request detector nor a refusal writer"}.get(role["role"], f"a {role['role']}"))
+    return (f"**Feature {feature} is {kind}.** Its decoder direction writes the tokens "
             f"{' '.join(repr(t) for t in role['top tokens'])} through the unembedding"
             + (f"; its AUROCs for the planted concepts are {aurocs}." if aurocs else "."))
 
