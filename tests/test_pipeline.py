@@ -109,3 +109,10 @@ def test_executed_further_subjects_keep_no_cell_of_the_other_kind():
         if run.executed.is_file() and not run.main:
             tags = [t for c in nbformat.read(run.executed, as_version=4).cells for t in c.metadata.get("tags", [])]
             assert pipeline.SUBJECT_TAGS[True] not in tags
+
+
+def test_a_real_model_run_is_stamped_with_its_build_records():
+    chat = pipeline.model_records(ROOT, "gemma3-270m-chat")
+    base = pipeline.model_records(ROOT, "gemma3-270m")
+    assert ROOT / "data" / "gemma3" / "chat" / "behaviour.json" in chat and set(base) < set(chat)
+    assert not any("chat" in p.parts for p in base) and pipeline.model_records(ROOT, "organism") == []
