@@ -79,8 +79,10 @@ def test_the_books_own_results_make_a_full_scorecard(monkeypatch):
 
 def test_each_subject_gets_a_verdict_column_and_a_replication_never_changes_it(results_root):
     """Chapter B runs on the organism and twice on Gemma 3 (two behaviours): Gemma 3's verdict is its first
-    run's, the second is named as a replication; chapters not run on Gemma 3 say so."""
-    table = scorecard.rows(ROOT, paths.chapter_param_lists(ROOT))
+    run's, the second is named as a replication; every chapter runs on Gemma 3 (A through its chat fine-tune),
+    and a chapter listed without a Gemma 3 run says so."""
+    listing = paths.chapter_param_lists(ROOT)
+    table = scorecard.rows(ROOT, listing)
     assert scorecard.subjects(table) == ["organism", "Gemma 3 270M"]
     b1 = next(row for row in table if row["id"] == "B1")
     gemma = b1["subjects"]["Gemma 3 270M"]
@@ -88,7 +90,9 @@ def test_each_subject_gets_a_verdict_column_and_a_replication_never_changes_it(r
     assert gemma["evidence"].startswith("gemma3-270m-sentiment: evidence") and \
         f"Replication (gemma3-270m-wedding): {VERDICTS[2]}, study finds (2)." in gemma["evidence"]
     html = scorecard.html_table(table)
-    assert "<th>verdict (Gemma 3 270M)</th>" in html and "not run on this subject yet" in html
+    assert "<th>verdict (Gemma 3 270M)</th>" in html and all("Gemma 3 270M" in row["subjects"] for row in table)
+    page_only = scorecard.rows(ROOT, listing | {"refusal_steering": listing["refusal_steering"][:1]})
+    assert "not run on this subject yet" in scorecard.html_table(page_only)
     on_gemma = [c for c, files in paths.chapter_param_lists(ROOT).items() if c in book.PAPERS and len(files) > 1]
     assert sum(scorecard.counts(table, "Gemma 3 270M")["all"].values()) == sum(len(scorecard.SECTIONS[c]) for c in on_gemma)
 
