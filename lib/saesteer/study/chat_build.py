@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from saesteer.core.files import repo_root, write_json
+from saesteer.core.files import read_documents, repo_root, write_json
 from saesteer.core.packaged import cached_model_dir, model_cache, sha256_file
 from saesteer.gemma3 import chat_data, chat_tune, corpus
 from saesteer.study import chat_eval
@@ -129,9 +129,9 @@ def run_data(build: ChatBuild) -> dict:
 
 def replay_texts(n: int, seed: int) -> list[str]:
     """``n`` rows of the base model's training corpus, drawn by a seeded rule: the fine-tune's replayed text."""
-    lines = (corpus.corpus_dir() / "train.jsonl").read_text(encoding="utf-8").splitlines()
-    pick = torch.randperm(len(lines), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-    return [json.loads(lines[i])["text"] for i in pick]
+    docs = read_documents(corpus.corpus_dir() / "train.jsonl")
+    pick = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    return [docs[i] for i in pick]
 
 
 def run_tune(build: ChatBuild) -> dict:

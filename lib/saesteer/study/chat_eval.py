@@ -10,13 +10,13 @@ resamples clusters (templates; a fact or sum is its own cluster; a corpus row is
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 
+from saesteer.core.files import read_documents
 from saesteer.core.generation import generate_text
 from saesteer.core.models import load_model, torch_model
 from saesteer.core.stats import cluster_rate, paired_difference
@@ -100,8 +100,8 @@ def row_losses(model, tokenizer, texts, max_tokens: int = TEXT_TOKENS) -> list[f
 def text_loss_row(chat, base, tokenizer, n: int = TEXT_ROWS) -> dict[str, dict]:
     """Next-token loss on ``n`` held-out corpus rows (every k-th row of the held-out file), base and chat, and
     their difference with a 95% interval resampling rows."""
-    lines = (corpus.corpus_dir() / "heldout.jsonl").read_text(encoding="utf-8").splitlines()
-    texts = [json.loads(line)["text"] for line in lines[:: max(1, len(lines) // n)][:n]]
+    docs = read_documents(corpus.corpus_dir() / "heldout.jsonl")
+    texts = docs[:: max(1, len(docs) // n)][:n]
     chat_loss, base_loss = row_losses(chat, tokenizer, texts), row_losses(base, tokenizer, texts)
     value, lo, hi = paired_difference(chat_loss, base_loss, list(range(len(texts))))
     return {"text loss: chat - base": {"value": value, "lo": lo, "hi": hi, "n": len(texts), "clusters": len(texts),
