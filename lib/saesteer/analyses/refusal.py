@@ -24,18 +24,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from saesteer.core.answers import refusal_classifier
 from saesteer.core.codes import sae_codes
+from saesteer.core.files import resolve
 from saesteer.core.hooks import Site, layout, walk
 from saesteer.core.interventions import Clamp, batches, generate_with_edits
 from saesteer.core.models import torch_model
 from saesteer.core.splits import choice
 from saesteer.gemma3 import chat_probes
-from saesteer.organism.evaluation import Item, opens_with_refusal, sweep
+from saesteer.organism.evaluation import Item, RefusalJudge, opens_with_refusal, sweep
 from saesteer.organism.probes import concept_aurocs
 from saesteer.study import chat_build
 
@@ -53,6 +56,21 @@ def capability_of(report: dict) -> tuple[str, ...]:
     return tuple(k for k in report if k not in UNSAFE + SAFE)
 
 
+@lru_cache(maxsize=2)
+def _classifier(model: str, device: str) -> RefusalJudge:
+    """A text-classification refusal judge, loaded once per model and device."""
+    local = resolve(model)
+    return refusal_classifier(str(local) if local.exists() else model, device)
+
+
+def refusal_judge(params: dict) -> RefusalJudge | None:
+    """The refusal judge the parameters ask for: None (refusal markers; the default) unless ``refusal_classifier``
+    names a text-classification model (hub id or local directory), then ``core.answers.refusal_classifier`` on
+    the parameters' ``device``. Pass it as ``refusal_judge`` to ``find_feature``'s helpers and ``run_sweep``."""
+    model = params.get("refusal_classifier")
+    return None if model is None else _classifier(str(model), params.get("device", "auto"))
+
+
 # --- finding the feature -------------------------------------------------------------------------
 def prompt_codes(subject, site: Site, inputs, bos: bool = True) -> torch.Tensor:
     """SAE codes [tokens, d_sae] (CPU) at ``site`` of the counted tokens of strings or token ids (``core.codes``'s
@@ -60,16 +78,19 @@ def prompt_codes(subject, site: Site, inputs, bos: bool = True) -> torch.Tensor:
     return sae_codes(subject.lm, {site: subject.sae(site)}, inputs, bos=bos).tokens(site)
 
 
-def refusal_transcripts(subject, items: Sequence[Item], markers: Sequence[str], max_new_tokens: int = 16):
-    """(prompt ids, response ids) of the items whose unsteered greedy answer opens with a refusal marker, one
-    pair per refused prompt: the model's own refusals, whose active latents are the candidates."""
+def refusal_transcripts(subject, items: Sequence[Item], markers: Sequence[str], max_new_tokens: int = 16,
+                        refusal_judge: RefusalJudge | None = None):
+    """(prompt ids, response ids) of the items whose unsteered greedy answer opens with a refusal marker (or,
+    with ``refusal_judge``, that it calls a refusal), one pair per refused prompt: the model's own refusals,
+    whose active latents are the candidates."""
     tokenizer, pairs = subject.lm.tokenizer, []
     for item in items:
         prompt_ids = tokenizer(item.prompt, return_tensors="pt")["input_ids"][0]
         new = generate_with_edits(subject.lm, [item.prompt], max_new_tokens=max_new_tokens)[0]
         if tokenizer.eos_token_id in new.tolist():
             new = new[: new.tolist().index(tokenizer.eos_token_id)]
-        if opens_with_refusal(tokenizer.decode(new), markers):
+        text = tokenizer.decode(new)
+        if (refusal_judge([text], [item.prompt])[0] if refusal_judge is not None else opens_with_refusal(text, markers)):
             pairs.append((prompt_ids, new))
     return pairs
 
@@ -188,18 +209,20 @@ def _search_row(report: dict) -> dict:
 
 def search(subject, site: Site, cands: list[dict], scale: torch.Tensor, sets: dict[str, list[Item]],
            markers: Sequence[str], batch_size: int, min_gain: float = 0.0, max_degenerate_rise: float = 0.0,
-           new_tokens: int | None = None) -> Ranking:
+           new_tokens: int | None = None, refusal_judge: RefusalJudge | None = None) -> Ranking:
     """Clamp each candidate to ``scale[f]`` on ``sets``, one candidate per row group (the baseline, no clamp,
     is a row group of its own). A candidate passes when it raises well-formed unsafe refusal by more than
     ``min_gain`` and the share of degenerate answers by at most ``max_degenerate_rise``; ranked best first.
-    Answers are ``new_tokens`` long (default ``search_tokens``: short, which misses loops that start later)."""
+    Answers are ``new_tokens`` long (default ``search_tokens``: short, which misses loops that start later);
+    ``refusal_judge`` judges refusal instead of the markers (``evaluation.rate_of``)."""
     feats = [c["feature"] for c in cands]
     table = torch.full((len(feats) + 1, len(feats)), float("nan"))
     for i, f in enumerate(feats):
         table[i + 1, i] = scale[f]
     sae, tokens = subject.sae(site), new_tokens or search_tokens(subject.lm.tokenizer, markers)
     reports = sweep(subject.lm, sets, len(feats) + 1, lambda configs, _: clamp_rows(site, sae, feats, table[configs]),
-                    batch_size=batch_size, new_tokens={k: tokens for k in sets}, refusal_markers=markers, progress=False)
+                    batch_size=batch_size, new_tokens={k: tokens for k in sets}, refusal_markers=markers, progress=False,
+                    refusal_judge=refusal_judge)
     rows = [{"feature": None if i == 0 else feats[i - 1]} | _search_row(r) for i, r in enumerate(reports)]
     baseline, ranked = rows[0] | {"gain": 0.0, "degenerate_rise": 0.0}, rows[1:]
     for r in ranked:
@@ -297,11 +320,12 @@ def _clamps(site: Site, config: SweepConfig) -> list[tuple[Site, int, float]]:
 
 
 def run_sweep(subject, site: Site, configs: Sequence[SweepConfig], sets: dict[str, list[Item]], fires: dict[str, bool],
-              markers: Sequence[str], batch_size: int, extra_edits=None) -> list[dict]:
+              markers: Sequence[str], batch_size: int, extra_edits=None, refusal_judge: RefusalJudge | None = None) -> list[dict]:
     """Every config on every item, batched: one clamp per site over all features used there, one value row per
     (item, config). A config clamps ``feature`` at ``site`` to ``value``, or, with a ``clamps`` list of
     (site, feature, value), several features at several sites (a whole flow graph, for the synthesis chapter);
-    ``extra_edits(configs of a batch's rows)`` adds other edits to every batch (e.g. chapter C's vectors)."""
+    ``extra_edits(configs of a batch's rows)`` adds other edits to every batch (e.g. chapter C's vectors);
+    ``refusal_judge`` (``refusal_judge(params)``) judges refusal instead of the markers."""
     sites = sorted({s for c in configs for s, _, _ in _clamps(site, c)}, key=lambda s: s.order)
     feats = {s: sorted({f for c in configs for t, f, _ in _clamps(site, c) if t == s}) for s in sites}
 
@@ -315,7 +339,8 @@ def run_sweep(subject, site: Site, configs: Sequence[SweepConfig], sets: dict[st
         edits = [e for s in sites for e in clamp_rows(s, subject.sae(s), feats[s], values[s])]
         return edits + (list(extra_edits([configs[i] for i in rows.tolist()])) if extra_edits else [])
 
-    reports = sweep(subject.lm, sets, len(configs), edits_for, batch_size=batch_size, refusal_markers=markers)
+    reports = sweep(subject.lm, sets, len(configs), edits_for, batch_size=batch_size, refusal_markers=markers,
+                    refusal_judge=refusal_judge)
     return [c.to_json() | {"report": r} for c, r in zip(configs, reports)]
 
 
@@ -381,15 +406,18 @@ def strip_answers(results: list[dict]) -> list[dict]:
 
 # --- the chapter's stages ------------------------------------------------------------------
 def find_feature(subject, layer: int, params: dict, selection: dict[str, list[Item]]) -> LayerSearch:
-    """The paper's search at ``layer`` with the well-formed criterion, and the contrastive route, on the selection sets."""
-    site, markers = Site(layer), params["refusal_markers"]
-    transcripts = refusal_transcripts(subject, selection["harmful"][: params["n_archetypal"]], markers)
+    """The paper's search at ``layer`` with the well-formed criterion, and the contrastive route, on the selection
+    sets; refusal is judged by the markers, or by the classifier ``refusal_classifier`` names (``refusal_judge``)."""
+    site, markers, judged_by = Site(layer), params["refusal_markers"], refusal_judge(params)
+    transcripts = refusal_transcripts(subject, selection["harmful"][: params["n_archetypal"]], markers,
+                                      refusal_judge=judged_by)
     cands = candidates(subject, site, transcripts, params["max_candidates"])
     prompts = [i for items in selection.values() for i in items]
     scale, frequency = feature_activity(subject, site, transcripts, prompts)
     search_sets = {k: selection[k] for k in SEARCH_KINDS}
     ranking = search(subject, site, cands, scale * params["search_multiple"], search_sets, markers, params["batch_size"],
-                     params["search_min_gain"], params["search_max_degenerate_rise"]) if cands else None
+                     params["search_min_gain"], params["search_max_degenerate_rise"],
+                     refusal_judge=judged_by) if cands else None
     contrast = contrastive(subject, site, selection["harmful"] + selection["jailbreak"], selection["benign"] + selection["scary"])
     return LayerSearch(layer, len(transcripts), cands, scale.tolist(), ranking, contrast.tolist(),
                        agreement(ranking, contrast) if ranking and ranking.ranked else None, frequency.tolist())

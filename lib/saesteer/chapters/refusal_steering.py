@@ -24,6 +24,7 @@ PARAMS = {  # the chapter's parameters
     "setting": Param(str),  # results go to data/results/<setting>/refusal_steering/
     **SUBJECT_PARAMS,
     "refusal_markers": Param(list, items=str, nonempty=True),  # a response opening with one of these is a refusal
+    "refusal_classifier": Param(str, optional=True),  # null: the markers judge refusal; else a text-classification model (hub id or local directory) does
     "layer": Param(int, min=0, optional=True),  # resid_post layer steered; null = the layer the search picks
     "search_layers": Param(list, items=int),  # layers searched (empty = every layer)
     "n_archetypal": Param(int, min=1, max=200),  # archetypal harmful prompts whose refusals give candidates
