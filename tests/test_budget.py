@@ -71,6 +71,38 @@ def test_the_rerun_page_shows_the_current_table():
         "book/rerun.md's memory table is out of date: paste the output of `python -m saesteer.study.budget`")
 
 
+def test_the_memory_table_is_narrow_with_its_key_columns_first():
+    """The table fits the book's text column: chapter, model and GPU memory first, short cells, the file's name only."""
+    lines = budget.markdown_table(ROOT).splitlines()
+    assert lines[0].startswith("| ch. | model | GPU memory |") and lines[0].endswith("| file |")
+    assert max(map(len, lines)) <= 100
+    assert any(line.startswith("| A | Phi-3-mini-4k-instruct | **20 GiB** |") for line in lines)
+    assert not any("notebooks/params" in line for line in lines)
+
+
+def test_sae_training_projections_follow_their_stated_rule():
+    """Measured: the two Gemma 3 270M builds, read from their records (33 SAEs in 4,830 s; 5 in 877 s). Projected:
+    FLOPs = 2 x non-embedding parameters per layer x layers x tokens + 12 x d x width x activations x SAEs."""
+    book, chat = budget.measured_training()
+    assert (book["saes"], book["width"], book["seconds"]) == (33, 2560, 4830.2)
+    assert (chat["saes"], chat["width"], chat["seconds"]) == (5, 5120, 877.1)
+    flops = budget.sae_training_flops("google/gemma-2-2b", 26, 1000, 2, 500, 16_384)
+    per_layer = (2_614_341_888 - 256_000 * 2304) / 26
+    assert flops["forward"] == pytest.approx(2 * per_layer * 26 * 1000)
+    assert flops["sae"] == 12 * 2304 * 16_384 * 500 * 2
+    phi3 = budget.projected_training()[0]
+    state = 5 * (2 * 3072 * 24_576 + 24_576 + 3072) * 16 / 2**30
+    assert phi3["state GiB"] == pytest.approx(state) and phi3["memory GiB"] > state + 7  # + bfloat16 weights
+    assert budget.duration(90) == "90 s" and budget.duration(4830) == "80 min" and budget.duration(2e6) == "23 days"
+
+
+def test_the_rerun_page_shows_the_current_training_table():
+    page = (ROOT / "book" / "rerun.md").read_text()
+    shown = re.search(r"<!-- training-table: start.*?-->\n(.*?)\n<!-- training-table: end -->", page, re.S)
+    assert shown and shown.group(1) == budget.training_table(), (
+        "book/rerun.md's SAE-training table is out of date: paste the output of `python -m saesteer.study.budget --training`")
+
+
 def test_every_real_model_parameter_file_is_run_by_a_tiny_model_test():
     """Each real-model parameter file is named by a chapter's test module, which runs it on a tiny model of
     the same architecture (a new parameter file without such a test fails here)."""

@@ -7,7 +7,11 @@ loads (a ``Subject`` keeps each SAE it loaded, in float32), and the key-value
 cache of one batch of generation. Activations and the allocator's slack come
 on top: leave a quarter more.
 
-Usage: ``python -m saesteer.study.budget`` prints the table of ``book/rerun.md``.
+Also the SAE trainings: the study's, measured on Gemma 3 270M (their build records), and projections from them by a
+stated FLOP count to the SAEs no one publishes (``training_table``).
+
+Usage: ``python -m saesteer.study.budget`` prints the memory table of ``book/rerun.md``; with ``--training``, also
+its SAE-training table.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from pathlib import Path
 import torch
 import transformers
 
-from saesteer.core.files import repo_root
+from saesteer.core.files import read_json, repo_root
+from saesteer.gemma3.saes import BuildConfig
 from saesteer.study.params import read_param_file
 
 ARCHITECTURES = {  # hub id -> (transformers config class, its published config.json shape fields)
@@ -102,17 +107,119 @@ def real_model_files(root: Path | None = None) -> list[Path]:
     return [f for f in files if read_param_file(f).get("model") in ARCHITECTURES]
 
 
+CHAPTERS = {"refusal_steering": "A", "steering_vector_decomposition": "B", "feature_flow": "C", "input_output_scores": "D"}
+
+
 def markdown_table(root: Path | None = None) -> str:
-    """The memory table of ``book/rerun.md``, one row per real-model parameter file."""
-    lines = ["| chapter | parameter file | model | weights | SAEs (count x width) | KV cache | total | with slack |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in map(estimate, real_model_files(root)):
-        lines.append(f"| {row['chapter']} | `{row['parameter file']}` | {row['model']} | {row['weights GiB']:.1f} GiB "
-                     f"| {row['SAEs GiB']:.1f} GiB ({row['SAEs']} x {row['SAE width']:,}) | {row['KV cache GiB']:.1f} GiB "
-                     f"| {row['total GiB']:.1f} GiB | {row['with 25% slack GiB']:.0f} GiB |")
+    """The memory table of ``book/rerun.md``, one row per real-model parameter file: the key columns first (chapter
+    letter, model, GPU memory with a quarter of slack), then the parts and the file's name, narrow enough for
+    the book's text column."""
+    lines = ["| ch. | model | GPU memory | weights + SAEs (count x width) + KV cache = sum, GiB | file |",
+             "|---|---|--:|---|---|"]
+    rows = sorted(map(estimate, real_model_files(root)), key=lambda r: (CHAPTERS[r["chapter"]], r["model"]))
+    for row in rows:
+        lines.append(f"| {CHAPTERS[row['chapter']]} | {row['model'].split('/')[-1]} | **{row['with 25% slack GiB']:.0f} GiB** "
+                     f"| {row['weights GiB']:.1f} + {row['SAEs GiB']:.1f} ({row['SAEs']} x {row['SAE width'] // 1024}k) "
+                     f"+ {row['KV cache GiB']:.1f} = {row['total GiB']:.1f} | `{Path(row['parameter file']).name}` |")
     return "\n".join(lines)
 
 
+# --- SAE training: measured on Gemma 3 270M, projected to the models no one publishes SAEs for -----------------
+TRAINING_RECORDS = {"Gemma 3 270M, the book's SAEs": "data/gemma3/saes.json",
+                    "Gemma 3 270M-chat, chapter A's SAEs": "data/gemma3/chat/saes.json"}
+ASSUMED_GPU_FLOPS = 50e12  # an assumed sustained rate for the projections' GPU column (not measured here)
+
+
+def sae_training_flops(model: str, layers_forwarded: int, tokens: int, n_saes: int, samples: int, width: int) -> dict:
+    """FLOPs of training ``n_saes`` SAEs of ``width`` features in lockstep on ``samples`` activations each, read from a
+    forward pass over ``tokens`` tokens that stops after ``layers_forwarded`` layers: 2 FLOPs per non-embedding
+    parameter of those layers and token, and 12 d x width per SAE and activation (encoder and decoder forward,
+    twice that backward)."""
+    cfg = config(model)
+    embedding = cfg.vocab_size * cfg.hidden_size * (1 if getattr(cfg, "tie_word_embeddings", True) else 2)
+    per_layer = (n_parameters(model) - embedding) / cfg.num_hidden_layers
+    forward = 2 * per_layer * layers_forwarded * tokens
+    sae = 12 * cfg.hidden_size * width * samples * n_saes
+    return {"forward": forward, "sae": sae, "total": forward + sae}
+
+
+def measured_training() -> list[dict]:
+    """The study's recorded SAE trainings on Gemma 3 270M (their build records): what was trained, the seconds of
+    the training stage, the machine, and the FLOPs a second that gives under ``sae_training_flops``."""
+    out = []
+    for name, path in TRAINING_RECORDS.items():
+        record = read_json(repo_root() / path)
+        plan = BuildConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()})
+        specs = plan.specs()
+        tokens = plan.train_rows() * plan.context
+        last = max(spec.site.layer for spec in specs)
+        flops = sae_training_flops("google/gemma-3-270m", last + 1, tokens, len(specs), plan.steps() * plan.batch, plan.width)
+        stage = record["stages"]["train"]
+        out.append({"name": name, "saes": len(specs), "width": plan.width, "samples": plan.steps() * plan.batch,
+                    "tokens": tokens, "seconds": stage["seconds"], "machine": stage["machine"], **flops,
+                    "rate": flops["total"] / stage["seconds"],
+                    "state GiB": len(specs) * (2 * 640 * plan.width + plan.width + 640) * 16 / GIB})
+    return out
+
+
+PROJECTED = [  # (model, hook, layers, layers forwarded, width, activations per SAE, dtype of the model)
+    ("microsoft/Phi-3-mini-4k-instruct", "resid_post", (4, 6, 8, 12, 16), 17, 8 * 3072, 50_000_000, "bfloat16"),
+    ("google/gemma-2-2b", "attn_out", tuple(range(13)), 13, 16_384, 50_000_000, "bfloat16"),
+    ("google/gemma-2-2b", "attn_out", tuple(range(13, 26)), 26, 16_384, 50_000_000, "bfloat16"),
+    ("google/gemma-3-270m", "attn_out", tuple(range(18)), 18, 16_384, 500_000, "float32"),
+]
+
+
+def projected_training(context: int = 128, chunk_rows: int = 128, used_share: float = 0.82) -> list[dict]:
+    """Projections (not measurements) for ``PROJECTED``: FLOPs by ``sae_training_flops`` (tokens forwarded = activations /
+    ``used_share``, the share of a chunk's tokens the stream uses), memory = weights in the dtype + three float32 copies of a
+    chunk's activations per site + the SAEs' training state (weights, gradients, Adam's two moments)."""
+    out = []
+    for model, hook, layers, forwarded, width, samples, dtype in PROJECTED:
+        cfg = config(model)
+        d = cfg.hidden_size
+        flops = sae_training_flops(model, forwarded, int(samples / used_share), len(layers), samples, width)
+        state = len(layers) * (2 * d * width + width + d) * 16
+        buffer = 3 * len(layers) * chunk_rows * context * d * 4
+        weights = n_parameters(model) * BYTES[dtype]
+        out.append({"model": model, "hook": hook, "layers": layers, "width": width, "samples": samples, **flops,
+                    "memory GiB": (weights + buffer + state) / GIB, "state GiB": state / GIB})
+    return out
+
+
+def _layers(layers: tuple[int, ...]) -> str:
+    contiguous = len(layers) > 2 and layers == tuple(range(layers[0], layers[-1] + 1))
+    return f"{layers[0]}-{layers[-1]}" if contiguous else ", ".join(map(str, layers))
+
+
+def duration(seconds: float) -> str:
+    """Seconds in the unit that reads best: seconds below two minutes, minutes below two hours, hours below two days, else days."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.0f} days"
+
+
+def training_table() -> str:
+    """The SAE-training table of ``book/rerun.md``: the measured trainings, then the projections."""
+    lines = ["| | SAEs | activations each | time | compute | memory |", "|---|---|--:|--:|--:|--:|"]
+    for m in measured_training():
+        lines.append(f"| measured: {m['name']} | {m['saes']} x {m['width']:,} | {m['samples']:,} | {duration(m['seconds'])} "
+                     f"({m['machine']}) | {m['total'] / 1e12:.0f} TFLOP, {m['rate'] / 1e9:.0f} GFLOP/s | "
+                     f"{m['state GiB']:.1f} GiB SAE state (computed) |")
+    rates = [m["rate"] for m in measured_training()]
+    for p in projected_training():
+        fast, slow = (p["total"] / r for r in (max(rates), min(rates)))
+        lines.append(f"| projected: {p['model'].split('/')[-1]} {p['hook']} layers {_layers(p['layers'])} | "
+                     f"{len(p['layers'])} x {p['width']:,} | {p['samples']:,} | {duration(p['total'] / ASSUMED_GPU_FLOPS)} "
+                     f"at {ASSUMED_GPU_FLOPS / 1e12:.0f} TFLOP/s; {duration(fast)} to {duration(slow)} on 2 CPU cores | "
+                     f"{p['total'] / 1e15:,.{1 if p['total'] < 1e16 else 0}f} PFLOP | {p['memory GiB']:.0f} GiB |")
+    return "\n".join(lines)
+
 if __name__ == "__main__":
     print(markdown_table())
+    if "--training" in sys.argv:
+        print()
+        print(training_table())
     sys.exit(0)
