@@ -5,7 +5,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from saesteer.core.files import fill, resolve
 from saesteer.study import paths, pipeline
@@ -69,11 +69,26 @@ def test_each_subject_keeps_its_own_narrative_and_a_further_subject_is_named_in_
     assert [c.source for c in organism.cells[1:]] == ["both", "organism-only"]
     assert [c.source for c in real.cells[1:]] == ["both", "real-model-only"]
     real.cells[1].metadata["mystnb"] = {"figure": {"name": "fig-norms", "caption": "Norms"}}
+    real.cells.append(new_markdown_cell("{numref}`fig-norms` shows the norms; {numref}`fig-norms-other` is another figure."))
     run = paths.ChapterRun("steering_vector_decomposition", "gemma3-270m-sentiment", Path("p.yaml"), Path("x.ipynb"), False)
     pipeline.finish(real, run, {"model": "gemma3-270m"})
     pipeline.finish(real, run, {"model": "gemma3-270m"})  # idempotent
     assert real.cells[0].source == "# B. Can an SAE decompose a steering vector? (Gemma 3 270M, sentiment)\n\ntext"
     assert real.cells[1].metadata["mystnb"]["figure"]["name"] == "fig-norms-gemma3-270m-sentiment"
+    assert real.cells[-1].source == ("{numref}`fig-norms-gemma3-270m-sentiment` shows the norms; {numref}`fig-norms-other` "
+                                     "is another figure.")  # the page's references follow its renamed labels
+
+
+def test_the_injected_parameters_cell_is_hidden_the_way_the_notebook_hides_its_own():
+    def executed(tag: str):
+        own, injected = new_code_cell("a = 1"), new_code_cell("a = 2")
+        own.metadata["tags"], injected.metadata["tags"] = ["parameters", tag], ["injected-parameters"]
+        return new_notebook(cells=[own, injected])
+
+    for tag in ("hide-cell", "remove-cell"):
+        notebook = executed(tag)
+        pipeline.hide_injected_parameters(notebook)
+        assert notebook.cells[1].metadata["tags"] == ["injected-parameters", tag]
 
 
 def test_a_run_whose_model_or_cache_files_are_missing_says_why(tmp_path, monkeypatch):

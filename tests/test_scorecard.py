@@ -113,3 +113,29 @@ def test_across_subjects_names_what_holds_on_both_fails_on_both_and_differs():
     assert scorecard.across_sentence(across) == (
         "Of 5 claims run on both subjects, these hold on both: B1; these fail on both: B3; these differ: B2, B5; "
         "the rest share an inconclusive or not-testable verdict (D6).")
+
+
+def test_the_front_page_states_findings_per_subject_and_its_limits(results_root):
+    """The first screen's findings are counted from the results (per subject and paper, what holds and fails on
+    both) and its limits read the subjects' sizes from their records."""
+    table = scorecard.rows(ROOT, paths.chapter_param_lists(ROOT))
+    findings = scorecard.findings_markdown(table)
+    for subject in scorecard.subjects(table):
+        tally = scorecard.counts(table, subject)["all"]
+        assert f"**{subject[0].upper()}{subject[1:]}**: {tally['reproduced']} of {sum(tally.values())} claims reproduced" in findings
+    across = scorecard.across_subjects(table)
+    both = [r["claim"] for r in across if r["across subjects"] == "holds on both"]
+    line = next(x for x in findings.splitlines() if x.startswith("- **Hold on both subjects**"))
+    assert all(f"[{claim_id}](" in line for claim_id in both) and line.count("](") == len(both)
+    limits = scorecard.limits_markdown(table, ROOT)
+    assert "3.6 M parameters (6 layers, width 192)" in limits and "Phi-3 Mini" in limits
+    untestable = sum(r["subjects"]["organism"]["verdict"] == "not testable" for r in table)
+    assert f"the organism cannot test {untestable} of {len(table)} claims" in limits
+
+
+def test_the_scorecard_puts_each_subjects_verdict_before_the_long_columns(results_root):
+    """Key columns first: on a narrow screen the claim and its verdicts stay in view."""
+    html = scorecard.html_table(scorecard.rows(ROOT, paths.chapter_param_lists(ROOT)))
+    heads = [h.split("</th>")[0] for h in html.split("<th>")[1:]]
+    assert heads[:3] == ["claim", "verdict (organism)", "verdict (Gemma 3 270M)"]
+    assert "<caption>" in html

@@ -325,7 +325,7 @@ def plot_sensitivity(grid, chosen: tuple[float, float], hybrids, cut: float, axe
     pre-registered pair outlined), and the hybrid ratio for every hybrid cut (the pre-registered one marked)."""
     import matplotlib.pyplot as plt
 
-    axes = axes if axes is not None else plt.subplots(1, 2, figsize=(12, 4.2))[1]
+    axes = axes if axes is not None else plt.subplots(1, 2, figsize=(11, 4.2))[1]
     factors, thresholds = sorted({g["factor"] for g in grid}), sorted({g["threshold"] for g in grid})
     values = np.array([[next(g["ratio"] for g in grid if g["factor"] == f and g["threshold"] == t) for t in thresholds]
                        for f in factors])

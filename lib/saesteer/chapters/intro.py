@@ -178,27 +178,89 @@ def evidence_text(row: dict) -> str:
 
 
 def html_table(table: list[dict]) -> str:
-    """The scorecard as an HTML table: for each subject, what this study measured with its evidence and
-    caveats, and a verdict column named by the subject; each claim links to the section that shows it."""
+    """The scorecard as an HTML table, key columns first so that a narrow screen keeps them: the claim (linked
+    to the section that shows it), one verdict column per subject, the paper's claim and figure, then per
+    subject what this study measured with its evidence and caveats."""
     esc = html.escape
     names = subjects(table)
-    heads = ["claim", "the paper's claim", "paper"] + [h for s in names for h in (f"this study ({s}): evidence", f"verdict ({s})")]
+    heads = ["claim"] + [f"verdict ({s})" for s in names] + ["the paper's claim", "paper"] + [f"this study ({s}): evidence" for s in names]
     head = "".join(f"<th>{h}</th>" for h in heads)
 
-    def cells(row: dict) -> str:
-        out = ""
-        for s in names:
-            cell = row["subjects"].get(s)
-            if cell is None:
-                out += '<td>not run on this subject yet</td><td class="verdict-none">—</td>'
-            else:
-                out += (f'<td><b>{esc(cell["study"])}</b><br>{esc(cell["evidence"])}</td>'
-                        f'<td class="verdict-{make_id(cell["verdict"])}"><b>{cell["verdict"]}</b></td>')
-        return out
+    def verdicts(row: dict) -> str:
+        cells = (row["subjects"].get(s) for s in names)
+        return "".join('<td class="verdict-none">not run</td>' if c is None else
+                       f'<td class="verdict-{make_id(c["verdict"])}"><b>{c["verdict"]}</b></td>' for c in cells)
 
-    body = "".join(f'<tr><td><a href="{row["link"]}">{row["id"]}</a></td><td>{esc(row["statement"])}</td>'
-                   f'<td>{esc(row["paper"])}</td>{cells(row)}</tr>' for row in table)
-    return f'<table class="scorecard"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    def evidence(row: dict) -> str:
+        cells = (row["subjects"].get(s) for s in names)
+        return "".join("<td>not run on this subject yet</td>" if c is None else
+                       f'<td><b>{esc(c["study"])}</b><br>{esc(c["evidence"])}</td>' for c in cells)
+
+    body = "".join(f'<tr><td><a href="{row["link"]}">{row["id"]}</a></td>{verdicts(row)}<td>{esc(row["statement"])}</td>'
+                   f'<td>{esc(row["paper"])}</td>{evidence(row)}</tr>' for row in table)
+    caption = ("<caption>Every claim of the four papers: one verdict per subject, the paper's figure, and this "
+               "study's figure with its evidence (n, the unit its 95% interval resamples, caveats).</caption>")
+    return f'<table class="scorecard">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def findings_markdown(table: list[dict]) -> str:
+    """The front page's main findings, computed from the scorecard: per subject and paper, how many claims
+    reproduce; the claims that hold on both subjects and those that fail on both (with their statements and
+    links); and the claims whose verdicts differ between the subjects."""
+    names, across = subjects(table), across_subjects(table)
+    by_id = {row["id"]: row for row in table}
+    papers = [(letter, chapter) for chapter, (letter, _) in PAPERS.items()]
+
+    def per_paper(subject: str) -> str:
+        tally = counts(table, subject)
+        parts = [f"{letter} {tally[letter]['reproduced']}/{sum(tally[letter].values())}" for letter, _ in papers
+                 if sum(tally[letter].values())]
+        return (f"**{subject[0].upper()}{subject[1:]}**: {tally['all']['reproduced']} of {sum(tally['all'].values())} claims reproduced, "
+                f"{tally['all']['not reproduced']} not reproduced, {tally['all']['inconclusive']} inconclusive, "
+                f"{tally['all']['not testable']} not testable (reproduced per paper: {', '.join(parts)}).")
+
+    def listed(ids: list[str]) -> str:
+        return "; ".join(f"[{i}]({by_id[i]['link']}) {by_id[i]['statement'][0].lower()}{by_id[i]['statement'][1:]}"
+                         for i in ids) or "none"
+
+    def where(kind: str) -> list[str]:
+        return [r["claim"] for r in across if r["across subjects"] == kind]
+
+    lines = [f"- {per_paper(s)}" for s in names]
+    if len(names) > 1:
+        first, second = names[:2]
+        only = {s: [r["claim"] for r in across if r["across subjects"] == "differs" and r[s] == "reproduced"] for s in (first, second)}
+        lines += [f"- **Hold on both subjects**: {listed(where('holds on both'))}.",
+                  f"- **Fail on both subjects**: {listed(where('fails on both'))}.",
+                  f"- **Reproduced on {second} only**: {', '.join(only[second]) or 'none'}; **on the {first} only**: "
+                  f"{', '.join(only[first]) or 'none'}; the other claims differ between inconclusive, not testable and a "
+                  f"verdict, or share one."]
+    return "\n".join(lines)
+
+
+def limits_markdown(table: list[dict], root: Path) -> str:
+    """The front page's limits: the subjects' sizes (read from the organism's manifest and the real model's SAE
+    records), how many claims each subject cannot test, and what the study could not run."""
+    organism = read_json(root / "data" / "organism" / "manifest.json")
+    shape = organism["config"]["model"]
+    gemma = read_json(root / "data" / "gemma3" / "saes.json")["config"]
+    untestable = {s: sum(r["subjects"][s]["verdict"] == "not testable" for r in table if s in r["subjects"]) for s in subjects(table)}
+    return "\n".join([
+        f"- **Small subjects.** The organism has {organism['parameters'] / 1e6:.1f} M parameters ({shape['layers']} layers, "
+        f"width {shape['hidden']}) and speaks a synthetic language; Gemma 3 270M is a real model ({gemma['n_layers']} layers) "
+        "but 10 to 14 times smaller than the papers' models, and its refusal (chapter A) comes from the study's own "
+        "fine-tune with planted holes, not from safety training.",
+        f"- **The study's own SAEs.** Gemma 3's SAEs were trained here on {gemma['samples']:,} token activations of a "
+        f"small English corpus ({gemma['width']:,} features; the chat model's 5,120); they are far smaller and less "
+        "trained than Gemma Scope, and some claims may depend on SAE quality.",
+        "- **Not testable.** " + "; ".join(f"{'the ' * (s == 'organism')}{s} cannot test {n} of "
+                                            f"{sum(s in r['subjects'] for r in table)} claims" for s, n in untestable.items())
+        + " (the scorecard's caveats say why).",
+        "- **Not run.** The papers' own models (Phi-3 Mini, Gemma 2 2B with Gemma Scope) were not run: they need the "
+        "hub and a GPU. [Rerun this study](rerun.html) gives the commands, data loaders and memory for them.",
+        "- **One seed, one build.** Every verdict rests on one trained organism, one fine-tune and one set of SAEs; "
+        "the intervals resample items, not training runs.",
+    ])
 
 
 def untestable_sentence(table: list[dict]) -> str:

@@ -77,7 +77,7 @@ def position_figure(table: pd.DataFrame, position: str):
     """L0 and delta loss by layer for one position's SAEs (Gemma Scope 2's L0s beside ours; the zero-ablated
     site's delta as the ceiling), with the targets where they apply."""
     rows = table[table["position"] == position].sort_values("layer")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     sns.lineplot(data=rows, x="layer", y="l0", hue="architecture", marker="o", ax=left)
     for size, style in (("small", ":"), ("big", "--")):
         if rows[f"GS2 L0 {size}"].notna().any():
@@ -92,7 +92,7 @@ def position_figure(table: pd.DataFrame, position: str):
         right.axhline(target["delta_loss"][1], color="green", lw=1, label="delta-loss target")
     left.set(title=f"{position}: L0 by layer", ylabel="mean active features per token")
     right.set(title=f"{position}: next-token loss increase by layer", ylabel="delta loss (nats, log scale)")
-    left.legend(fontsize=7)
+    left.legend()
     right.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -47,15 +47,17 @@ def flow_graph(graph, title: str, ax=None):
     widths = [0.5 + 3 * g.edges[e]["weight"] for e in g.edges]
     nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, edgecolors=edge_colors, node_size=420, linewidths=1.5)
     nx.draw_networkx_edges(g, pos, ax=ax, width=widths, arrows=True, arrowsize=10, node_size=420, edge_color="0.4")
-    nx.draw_networkx_labels(g, {k: (x, y - 0.3) for k, (x, y) in pos.items()}, labels, ax=ax, font_size=6.5)
+    for key, (x, y) in pos.items():  # beside the node, on a white box: legible over edges and grid lines
+        ax.annotate(labels[key], (x, y), xytext=(11, 0), textcoords="offset points", va="center", fontsize=8.5,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
     for position, color in COLOR.items():
         ax.scatter([], [], color=color, label={"resid_post": "residual R_L", "attn_out": "attention A_L", "mlp_out": "MLP M_L"}[position])
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set(title=title, xlabel="layer L (within a layer, left to right: A_L, M_L, R_L)", ylabel="position (see legend)")
     ax.tick_params(left=False, labelleft=False, bottom=True, labelbottom=True)
     layers = sorted({n["layer"] for n in graph.nodes.values()})
     ax.set_xticks(layers)
-    ax.set_xlim(min(layers) - 1, max(layers) + 0.6)
+    ax.set_xlim(min(layers) - 1, max(layers) + 0.9)
     ax.margins(y=0.25)
     return ax
 

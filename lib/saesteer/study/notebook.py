@@ -12,6 +12,7 @@ depth is known; then its stages, ``claims`` and figures.
 
 from __future__ import annotations
 
+import html
 import logging
 import warnings
 from dataclasses import dataclass
@@ -22,9 +23,15 @@ import matplotlib
 import pandas as pd
 import seaborn as sns
 import torch
+from IPython import get_ipython
+from IPython.display import Markdown, display
+from matplotlib_inline.backend_inline import set_matplotlib_formats
+from myst_nb import glue
 
 from saesteer.core.files import read_json
 from saesteer.study import params, paths, subjects
+from saesteer.study.book import PAPERS
+from saesteer.study.comparison import claims_view, side_by_side, verdict_summary
 from saesteer.study.results import Cache
 
 NOISY = ("nnsight", "sae_lens", "transformers", "huggingface_hub", "papermill")
@@ -33,14 +40,50 @@ NOISY = ("nnsight", "sae_lens", "transformers", "huggingface_hub", "papermill")
 def setup(seed: int = 0) -> None:
     """Seed torch, set a readable plot style, and keep library warnings out of cell outputs."""
     torch.manual_seed(seed)
-    matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 120, "axes.titleweight": "bold"})
     sns.set_theme(style="whitegrid", context="notebook")
+    matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 200, "axes.titleweight": "bold", "legend.framealpha": 0.9})
     pd.set_option("display.precision", 4)
+    show_figures_and_tables()
     for category in (DeprecationWarning, FutureWarning, UserWarning):
         for module in NOISY:
             warnings.filterwarnings("ignore", category=category, module=module)
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+NOT_AVAILABLE = "–"  # what a table shows for a missing value (never NaN or <NA>)
+
+
+def table_html(frame: pd.DataFrame) -> str:
+    """A DataFrame as the book shows it: missing values as a dash (pandas' nullable columns too, which ``na_rep``
+    misses), and its caption (``captioned``) as the table's first element."""
+    nullable = [c for c in frame.columns if isinstance(frame[c].dtype, pd.api.extensions.ExtensionDtype)]
+    if nullable:
+        frame = frame.astype({c: object for c in nullable}).where(frame.notna() | ~frame.columns.isin(nullable), NOT_AVAILABLE)
+    text = frame.to_html(na_rep=NOT_AVAILABLE, notebook=True, max_rows=pd.get_option("display.max_rows"),
+                         max_cols=pd.get_option("display.max_columns"), show_dimensions=False)
+    caption = frame.attrs.get("caption")
+    if caption:
+        start = text.index(">", text.index("<table")) + 1
+        text = f"{text[:start]}\n  <caption>{html.escape(caption)}</caption>{text[start:]}"
+    return text
+
+
+def captioned(frame: pd.DataFrame, caption: str) -> pd.DataFrame:
+    """``frame`` with the caption the book shows above it (a copy; pandas keeps it in ``attrs``)."""
+    frame = frame.copy()
+    frame.attrs["caption"] = caption
+    return frame
+
+
+def show_figures_and_tables() -> None:
+    """In a notebook: figures as PNGs at twice their resolution (200 dpi) shown at their size on the page, and
+    DataFrames through ``table_html``. Outside IPython it does nothing."""
+    shell = get_ipython()
+    if shell is None:
+        return
+    set_matplotlib_formats("retina")
+    shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, table_html)
 
 
 @dataclass
@@ -135,3 +178,24 @@ def start(chapter: ModuleType, namespace: dict, seed_name: str = "seed") -> Run:
     if not paths.book_run():
         print(f"results of this run: {paths.shown(out_dir)} (the book's results are written only by the pipeline)")
     return Run(chapter, config, out_dir)
+
+
+def show_claims(run: Run, claims: pd.DataFrame) -> None:
+    """A chapter's claims table (captioned, the verdict first) and its verdicts in brief, glued for the top of
+    the page (``{glue:md} verdicts``): this run beside the runs its ``compare_with`` parameter names."""
+    letter, records = PAPERS[run.name][0], claims.reset_index().to_dict("records")
+    with pd.option_context("display.max_colwidth", None):
+        display(captioned(claims_view(records), f"Table: claims {letter}1-{letter}{len(records)} against this run: the "
+                          "verdict, the paper's figure beside this study's (with its 95% interval), and the evidence."))
+    glue("verdicts", Markdown(verdict_summary(letter, run.config["setting"], run.config.get("model", "organism"), records,
+                                              run.compared())), display=False)
+
+
+def show_side_by_side(run: Run, claims: pd.DataFrame) -> None:
+    """This run's verdicts beside those of the runs its ``compare_with`` parameter names, with a sentence per run
+    naming the claims on which they agree and differ."""
+    side, agreements = side_by_side(run.config["setting"], claims.reset_index().to_dict("records"), run.compared())
+    with pd.option_context("display.max_colwidth", None):
+        display(captioned(pd.DataFrame(side).set_index("claim"), "Table: the verdicts of this chapter on each subject."))
+    display(Markdown(" ".join(agreements)))
+

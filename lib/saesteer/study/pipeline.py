@@ -128,13 +128,14 @@ def unavailable(run: ChapterRun) -> str | None:
 
 
 def hide_injected_parameters(executed: nbformat.NotebookNode) -> None:
-    """Give papermill's injected-parameters cell the ``remove-cell`` tag when the notebook's own
-    parameters cell carries it (the front page shows no parameters; the chapters show theirs)."""
+    """Give papermill's injected-parameters cell the notebook's own parameters cell's way of hiding:
+    ``remove-cell`` (the front page shows no parameters) or ``hide-cell`` (a chapter's, collapsed)."""
     tags = [cell.metadata.get("tags", []) for cell in executed.cells]
-    if any("parameters" in t and "remove-cell" in t for t in tags):
+    hiding = next((h for t in tags if "parameters" in t for h in ("remove-cell", "hide-cell") if h in t), None)
+    if hiding:
         for cell, t in zip(executed.cells, tags):
-            if "injected-parameters" in t and "remove-cell" not in t:
-                cell.metadata["tags"] = [*t, "remove-cell"]
+            if "injected-parameters" in t and hiding not in t:
+                cell.metadata["tags"] = [*t, hiding]
 
 
 def keep_subject_cells(executed: nbformat.NotebookNode, organism: bool) -> None:
@@ -155,12 +156,18 @@ def retitle(executed: nbformat.NotebookNode, label: str) -> None:
 
 
 def name_figures(executed: nbformat.NotebookNode, setting: str) -> None:
-    """Give each figure label of a further subject's section its setting (``fig-x`` -> ``fig-x-<setting>``):
-    labels are global to the book, and the same notebook runs once per subject."""
+    """Give each figure label of a further subject's section its setting (``fig-x`` -> ``fig-x-<setting>``),
+    in the figure's cell and in the page's references to it: labels are global to the book, and the same
+    notebook runs once per subject."""
+    renamed = {}
     for cell in executed.cells:
         figure = cell.metadata.get("mystnb", {}).get("figure", {})
         if figure.get("name") and not figure["name"].endswith(f"-{setting}"):
-            figure["name"] = f"{figure['name']}-{setting}"
+            renamed[figure["name"]] = figure["name"] = f"{figure['name']}-{setting}"
+    for cell in executed.cells:
+        if cell.cell_type == "markdown":
+            for old, new in renamed.items():
+                cell.source = cell.source.replace(f"`{old}`", f"`{new}`")
 
 
 def finish(executed: nbformat.NotebookNode, run: ChapterRun, values: dict) -> None:

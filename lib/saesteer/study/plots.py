@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.transforms import Bbox
 
 
 def training_curve(losses: list[float], window: int = 25, ax=None):
@@ -84,3 +85,29 @@ def dose_response(rows: pd.DataFrame, kinds: list[str], ax=None, title: str = "E
     ax.minorticks_off()  # the log axis's minor labels would overprint the clamp values
     ax.legend(fontsize=8, ncols=2)
     return ax
+
+
+def _outside(box: Bbox) -> bool:
+    """A legend box (in axes coordinates) that lies wholly outside the plotting area."""
+    return box.x0 >= 1 or box.x1 <= 0 or box.y0 >= 1 or box.y1 <= 0
+
+
+def legends_off_data(fig: plt.Figure) -> None:
+    """Move every legend that sits inside its axes out of the plotting area, so that it covers no data: to the
+    right of the rightmost axes of a row, else below the axes (under its x label). Legends already outside stay."""
+    renderer = fig.canvas.get_renderer()
+    rightmost = max((ax.get_position().x1 for ax in fig.axes), default=1)
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None or _outside(legend.get_window_extent(renderer).transformed(ax.transAxes.inverted())):
+            continue
+        handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+        options = {"title": legend.get_title().get_text() or None, "frameon": False,
+                   "fontsize": max(9, legend.get_texts()[0].get_fontsize()) if labels else None}
+        legend.remove()
+        if ax.get_position().x1 >= rightmost - 0.02:
+            ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), **options)
+        else:
+            bottom = ax.get_tightbbox(renderer).transformed(ax.transAxes.inverted()).y0
+            ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, bottom - 0.02), ncols=min(len(labels), 3), **options)
+

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 
 from saesteer.core.files import read_json, repo_root, write_json
 from saesteer.core.stats import VERDICTS
+from saesteer.study.plots import legends_off_data
 from saesteer.study.sources import chapter_digest
 
 
@@ -49,14 +50,16 @@ def unreadable(fig: plt.Figure) -> list[str]:
 
 
 def save_figure(fig: plt.Figure, folder: Path, name: str) -> Path:
-    """Save ``fig`` as ``<folder>/figures/<name>.png`` (the one path every chapter's figures take),
-    after checking it has titles and axis labels (``unreadable``); a figure without them is an error."""
+    """Save ``fig`` as ``<folder>/figures/<name>.png`` at 200 dpi (the one path every chapter's figures take),
+    after checking it has titles and axis labels (``unreadable``; a figure without them is an error) and
+    moving its legends off the data (``plots.legends_off_data``; the notebook then shows it so)."""
     missing = unreadable(fig)
     if missing:
         raise ValueError(f"figure {name!r} is not readable: {'; '.join(missing)}")
+    legends_off_data(fig)
     path = Path(folder) / "figures" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=200, bbox_inches="tight")
     return path
 
 
