@@ -66,7 +66,7 @@ def test_an_unknown_model_is_named_in_the_error():
 
 def test_the_rerun_page_shows_the_current_table():
     page = (ROOT / "book" / "rerun.md").read_text()
-    shown = re.search(r"<!-- budget-table: start.*?-->\n(.*?)\n<!-- budget-table: end -->", page, re.S)
+    shown = re.search(r"<!-- budget-table: start.*?-->\n:::\{table\}[^\n]*\n(.*?)\n:::\n<!-- budget-table: end -->", page, re.S)
     assert shown and shown.group(1) == budget.markdown_table(ROOT), (
         "book/rerun.md's memory table is out of date: paste the output of `python -m saesteer.study.budget`")
 
@@ -98,7 +98,7 @@ def test_sae_training_projections_follow_their_stated_rule():
 
 def test_the_rerun_page_shows_the_current_training_table():
     page = (ROOT / "book" / "rerun.md").read_text()
-    shown = re.search(r"<!-- training-table: start.*?-->\n(.*?)\n<!-- training-table: end -->", page, re.S)
+    shown = re.search(r"<!-- training-table: start.*?-->\n:::\{table\}[^\n]*\n(.*?)\n:::\n<!-- training-table: end -->", page, re.S)
     assert shown and shown.group(1) == budget.training_table(), (
         "book/rerun.md's SAE-training table is out of date: paste the output of `python -m saesteer.study.budget --training`")
 
