@@ -130,7 +130,7 @@ def test_the_front_page_states_findings_per_subject_and_its_limits(results_root)
     limits = scorecard.limits_markdown(table, ROOT)
     assert "3.6 M parameters (6 layers, width 192)" in limits and "Phi-3 Mini" in limits
     untestable = sum(r["subjects"]["organism"]["verdict"] == "not testable" for r in table)
-    assert f"the organism cannot test {untestable} of {len(table)} claims" in limits
+    assert f"The organism cannot test {untestable} of {len(table)} claims" in limits
 
 
 def test_the_scorecard_puts_each_subjects_verdict_before_the_long_columns(results_root):

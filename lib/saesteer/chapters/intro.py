@@ -203,6 +203,11 @@ def html_table(table: list[dict]) -> str:
     return f'<table class="scorecard">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def capitalised(text: str) -> str:
+    """``text`` with its first letter in upper case ("organism" -> "Organism"), the rest as it is."""
+    return text[:1].upper() + text[1:]
+
+
 def findings_markdown(table: list[dict]) -> str:
     """The front page's main findings, computed from the scorecard: per subject and paper, how many claims
     reproduce; the claims that hold on both subjects and those that fail on both (with their statements and
@@ -215,7 +220,7 @@ def findings_markdown(table: list[dict]) -> str:
         tally = counts(table, subject)
         parts = [f"{letter} {tally[letter]['reproduced']}/{sum(tally[letter].values())}" for letter, _ in papers
                  if sum(tally[letter].values())]
-        return (f"**{subject[0].upper()}{subject[1:]}**: {tally['all']['reproduced']} of {sum(tally['all'].values())} claims reproduced, "
+        return (f"**{capitalised(subject)}**: {tally['all']['reproduced']} of {sum(tally['all'].values())} claims reproduced, "
                 f"{tally['all']['not reproduced']} not reproduced, {tally['all']['inconclusive']} inconclusive, "
                 f"{tally['all']['not testable']} not testable (reproduced per paper: {', '.join(parts)}).")
 
@@ -250,11 +255,11 @@ def limits_markdown(table: list[dict], root: Path) -> str:
         f"width {shape['hidden']}) and speaks a synthetic language; Gemma 3 270M is a real model ({gemma['n_layers']} layers) "
         "but 10 to 14 times smaller than the papers' models, and its refusal (chapter A) comes from the study's own "
         "fine-tune with planted holes, not from safety training.",
-        f"- **The study's own SAEs.** Gemma 3's SAEs were trained here on {gemma['samples']:,} token activations of a "
+        f"- **The study's own SAEs.** Gemma 3's SAEs were trained by the study on {gemma['samples']:,} token activations of a "
         f"small English corpus ({gemma['width']:,} features; the chat model's 5,120); they are far smaller and less "
         "trained than Gemma Scope, and some claims may depend on SAE quality.",
-        "- **Not testable.** " + "; ".join(f"{'the ' * (s == 'organism')}{s} cannot test {n} of "
-                                            f"{sum(s in r['subjects'] for r in table)} claims" for s, n in untestable.items())
+        "- **Not testable.** " + capitalised("; ".join(f"{'the ' * (s == 'organism')}{s} cannot test {n} of "
+                                            f"{sum(s in r['subjects'] for r in table)} claims" for s, n in untestable.items()))
         + " (the scorecard's caveats say why).",
         "- **Not run.** The papers' own models (Phi-3 Mini, Gemma 2 2B with Gemma Scope) were not run: they need the "
         "hub and a GPU. [Rerun this study](rerun.html) gives the commands, data loaders and memory for them.",
