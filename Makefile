@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# matplotlib's font cache per environment: one shared between environments goes stale when another is deleted
+export MPLCONFIGDIR := $(CURDIR)/$(VENV)/matplotlib
 
 .PHONY: venv book chapters html test test-fast lint chromium clean organism bench gemma3-model gemma3-corpus bench-gemma3 gemma3 gemma3-chat gemma3-chat-saes
 

@@ -7,11 +7,15 @@ import json
 import os
 import random
 import socket
+import sys
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers / huggingface_hub are imported
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# matplotlib's font cache per environment: a cache shared between environments names font files of another
+# (perhaps deleted) one, and its rebuild logs "findfont" lines to a notebook cell's stderr
+os.environ.setdefault("MPLCONFIGDIR", str(Path(sys.prefix) / "matplotlib"))
 
 import pytest  # noqa: E402
 
