@@ -25,6 +25,7 @@ import transformers
 
 from saesteer.core.files import read_json, repo_root
 from saesteer.gemma3.saes import BuildConfig
+from saesteer.study.book import PAPERS
 from saesteer.study.params import read_param_file
 
 ARCHITECTURES = {  # hub id -> (transformers config class, its published config.json shape fields)
@@ -107,18 +108,15 @@ def real_model_files(root: Path | None = None) -> list[Path]:
     return [f for f in files if read_param_file(f).get("model") in ARCHITECTURES]
 
 
-CHAPTERS = {"refusal_steering": "A", "steering_vector_decomposition": "B", "feature_flow": "C", "input_output_scores": "D"}
-
-
 def markdown_table(root: Path | None = None) -> str:
     """The memory table of ``book/rerun.md``, one row per real-model parameter file: the key columns first (chapter
     letter, model, GPU memory with a quarter of slack), then the parts and the file's name, narrow enough for
     the book's text column."""
     lines = ["| ch. | model | GPU memory | weights + SAEs (count x width) + KV cache = sum, GiB | file |",
              "|---|---|--:|---|---|"]
-    rows = sorted(map(estimate, real_model_files(root)), key=lambda r: (CHAPTERS[r["chapter"]], r["model"]))
+    rows = sorted(map(estimate, real_model_files(root)), key=lambda r: (PAPERS[r["chapter"]][0], r["model"]))
     for row in rows:
-        lines.append(f"| {CHAPTERS[row['chapter']]} | {row['model'].split('/')[-1]} | **{row['with 25% slack GiB']:.0f} GiB** "
+        lines.append(f"| {PAPERS[row['chapter']][0]} | {row['model'].split('/')[-1]} | **{row['with 25% slack GiB']:.0f} GiB** "
                      f"| {row['weights GiB']:.1f} + {row['SAEs GiB']:.1f} ({row['SAEs']} x {row['SAE width'] // 1024}k) "
                      f"+ {row['KV cache GiB']:.1f} = {row['total GiB']:.1f} | `{Path(row['parameter file']).name}` |")
     return "\n".join(lines)
@@ -128,6 +126,11 @@ def markdown_table(root: Path | None = None) -> str:
 TRAINING_RECORDS = {"Gemma 3 270M, the book's SAEs": "data/gemma3/saes.json",
                     "Gemma 3 270M-chat, chapter A's SAEs": "data/gemma3/chat/saes.json"}
 ASSUMED_GPU_FLOPS = 50e12  # an assumed sustained rate for the projections' GPU column (not measured here)
+
+
+def sae_state_bytes(n_saes: int, d_in: int, width: int) -> int:
+    """Float32 training state of ``n_saes`` SAEs: weights, gradients and Adam's two moments, 16 bytes a parameter."""
+    return n_saes * (2 * d_in * width + width + d_in) * 16
 
 
 def sae_training_flops(model: str, layers_forwarded: int, tokens: int, n_saes: int, samples: int, width: int) -> dict:
@@ -158,7 +161,7 @@ def measured_training() -> list[dict]:
         out.append({"name": name, "saes": len(specs), "width": plan.width, "samples": plan.steps() * plan.batch,
                     "tokens": tokens, "seconds": stage["seconds"], "machine": stage["machine"], **flops,
                     "rate": flops["total"] / stage["seconds"],
-                    "state GiB": len(specs) * (2 * 640 * plan.width + plan.width + 640) * 16 / GIB})
+                    "state GiB": sae_state_bytes(len(specs), config("google/gemma-3-270m").hidden_size, plan.width) / GIB})
     return out
 
 
@@ -179,7 +182,7 @@ def projected_training(context: int = 128, chunk_rows: int = 128, used_share: fl
         cfg = config(model)
         d = cfg.hidden_size
         flops = sae_training_flops(model, forwarded, int(samples / used_share), len(layers), samples, width)
-        state = len(layers) * (2 * d * width + width + d) * 16
+        state = sae_state_bytes(len(layers), d, width)
         buffer = 3 * len(layers) * chunk_rows * context * d * 4
         weights = n_parameters(model) * BYTES[dtype]
         out.append({"model": model, "hook": hook, "layers": layers, "width": width, "samples": samples, **flops,
@@ -204,11 +207,12 @@ def duration(seconds: float) -> str:
 def training_table() -> str:
     """The SAE-training table of ``book/rerun.md``: the measured trainings, then the projections."""
     lines = ["| | SAEs | activations each | time | compute | memory |", "|---|---|--:|--:|--:|--:|"]
-    for m in measured_training():
+    measured = measured_training()
+    for m in measured:
         lines.append(f"| measured: {m['name']} | {m['saes']} x {m['width']:,} | {m['samples']:,} | {duration(m['seconds'])} "
                      f"({m['machine']}) | {m['total'] / 1e12:.0f} TFLOP, {m['rate'] / 1e9:.0f} GFLOP/s | "
                      f"{m['state GiB']:.1f} GiB SAE state (computed) |")
-    rates = [m["rate"] for m in measured_training()]
+    rates = [m["rate"] for m in measured]
     for p in projected_training():
         fast, slow = (p["total"] / r for r in (max(rates), min(rates)))
         lines.append(f"| projected: {p['model'].split('/')[-1]} {p['hook']} layers {_layers(p['layers'])} | "
@@ -216,6 +220,7 @@ def training_table() -> str:
                      f"at {ASSUMED_GPU_FLOPS / 1e12:.0f} TFLOP/s; {duration(fast)} to {duration(slow)} on 2 CPU cores | "
                      f"{p['total'] / 1e15:,.{1 if p['total'] < 1e16 else 0}f} PFLOP | {p['memory GiB']:.0f} GiB |")
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     print(markdown_table())

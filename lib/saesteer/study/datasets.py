@@ -163,7 +163,7 @@ def split_by_cluster(items: list[dict], n_selection: int, n_eval: int, salt: str
     for cluster in sorted(clusters, key=lambda c: stable_hash(salt, c)):
         target = selection if len(selection) < want_sel else evaluation
         target.extend(clusters[cluster])
-    selection, evaluation = selection[:n_selection], evaluation
+    selection = selection[:n_selection]
     rng = random.Random(stable_hash(salt, "order"))
     rng.shuffle(selection)
     rng.shuffle(evaluation)

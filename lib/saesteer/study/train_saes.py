@@ -34,23 +34,17 @@ from saesteer.gemma3.saes import (
     trainer_config,
     training_sae,
 )
+from saesteer.study.budget import GIB, sae_state_bytes
 
-GIB = 2**30
 
-
-def plan(model_layers: int, d_in: int, architecture: str, k: int, width: int, tokens: int, batch: int, context: int,
-         lr: float, target_l0: float, seed: int) -> BuildConfig:
+def plan(model_layers: int, k: int, width: int, tokens: int, batch: int, context: int, lr: float, target_l0: float,
+         seed: int) -> BuildConfig:
     """The training settings as ``gemma3.saes.BuildConfig`` (its layer plan left empty: the sites are given here);
     each chunk of 128 rows yields as many batches as 82% of its tokens fill."""
     per_chunk = max(1, int(0.82 * 128 * (context - 1)) // batch)
     return BuildConfig(n_layers=model_layers, band=(0, 0), topk_layers=(), width=width, k=k, samples=tokens,
                        batch=batch, lr=lr, context=context, batches_per_chunk=per_chunk, target_l0=target_l0,
                        checkpoints=0, seed=seed, jumprelu=False)
-
-
-def memory_gib(n_saes: int, d_in: int, width: int) -> float:
-    """Float32 memory of training ``n_saes`` SAEs: weights, gradients and Adam's two moments (16 bytes a parameter)."""
-    return n_saes * (2 * d_in * width + width + d_in) * 16 / GIB
 
 
 def train(model: str, position: str, layers: list[int], text: str | Path, out: str, architecture: str = "topk",
@@ -69,13 +63,13 @@ def train(model: str, position: str, layers: list[int], text: str | Path, out: s
     bad = [layer for layer in todo if not 0 <= layer < depth]
     if bad:
         raise ValueError(f"Layer {bad[0]} is outside 0-{depth - 1}: {model} has {depth} layers.")
-    cfg = plan(depth, d_in, architecture, k, width or expansion * d_in, tokens, batch, context, lr, target_l0, seed)
+    cfg = plan(depth, k, width or expansion * d_in, tokens, batch, context, lr, target_l0, seed)
     if cfg.architecture_problem():
         raise ValueError(cfg.architecture_problem())
     sites = [Site(layer, position) for layer in sorted(todo)]
     specs = [SAESpec(site, architecture) for site in sites]
     print(f"{len(specs)} {architecture} SAEs of {cfg.width:,} features on {d_in}-d {position}: "
-          f"{memory_gib(len(specs), d_in, cfg.width):.1f} GiB of SAE training state, {cfg.train_rows() * context:,} tokens forwarded")
+          f"{sae_state_bytes(len(specs), d_in, cfg.width) / GIB:.1f} GiB of SAE training state, {cfg.train_rows() * context:,} tokens forwarded")
     rows = source_rows(read_documents(text), lm.tokenizer, cfg.train_rows() + cfg.norm_rows, context, seed)
     if len(rows) < cfg.train_rows() + cfg.norm_rows:
         raise ValueError(f"{text} has too few tokens for {tokens:,} training activations ({len(rows)} rows of {context} "
