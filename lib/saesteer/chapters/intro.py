@@ -20,6 +20,7 @@ from docutils.nodes import make_id
 from saesteer.core.files import read_json, repo_root
 from saesteer.core.stats import VERDICTS
 from saesteer.study.book import PAPERS
+from saesteer.study.budget import n_parameters
 from saesteer.study.comparison import subject_name
 from saesteer.study.params import Param, ParameterError, read_param_file
 from saesteer.study.paths import results_root
@@ -243,20 +244,26 @@ def findings_markdown(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
+PAPERS_MODELS = ("google/gemma-2-2b", "microsoft/Phi-3-mini-4k-instruct")  # the papers' models, for the size comparison
+
+
 def limits_markdown(table: list[dict], root: Path) -> str:
     """The front page's limits: the subjects' sizes (read from the organism's manifest and the real model's SAE
     records), how many claims each subject cannot test, and what the study could not run."""
     organism = read_json(root / "data" / "organism" / "manifest.json")
     shape = organism["config"]["model"]
     gemma = read_json(root / "data" / "gemma3" / "saes.json")["config"]
+    chat_width = read_json(root / "data" / "gemma3" / "chat" / "saes.json")["config"]["width"]
+    ratios = [n_parameters(m) / n_parameters("google/gemma-3-270m") for m in PAPERS_MODELS]
     untestable = {s: sum(r["subjects"][s]["verdict"] == "not testable" for r in table if s in r["subjects"]) for s in subjects(table)}
     return "\n".join([
         f"- **Small subjects.** The organism has {organism['parameters'] / 1e6:.1f} M parameters ({shape['layers']} layers, "
         f"width {shape['hidden']}) and speaks a synthetic language; Gemma 3 270M is a real model ({gemma['n_layers']} layers) "
-        "but 10 to 14 times smaller than the papers' models, and its refusal (chapter A) comes from the study's own "
+        f"but {min(ratios):.0f} to {max(ratios):.0f} times smaller than the papers' models (by parameter count), and its "
+        "refusal (chapter A) comes from the study's own "
         "fine-tune with planted holes, not from safety training.",
         f"- **The study's own SAEs.** Gemma 3's SAEs were trained by the study on {gemma['samples']:,} token activations of a "
-        f"small English corpus ({gemma['width']:,} features; the chat model's 5,120); they are far smaller and less "
+        f"small English corpus ({gemma['width']:,} features; the chat model's {chat_width:,}); they are far smaller and less "
         "trained than Gemma Scope, and some claims may depend on SAE quality.",
         "- **Not testable.** " + capitalised("; ".join(f"{'the ' * (s == 'organism')}{s} cannot test {n} of "
                                             f"{sum(s in r['subjects'] for r in table)} claims" for s, n in untestable.items()))
